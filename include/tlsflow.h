@@ -1,0 +1,142 @@
+/* tlsflow — TLS flows at kernel speed.
+ *
+ * GnuTLS performs the handshake in userspace; the record keys then go into the
+ * kernel (kTLS) where it can take them, and io_uring carries every read, write,
+ * splice and shutdown.  Where the kernel cannot take a key, the same flow runs on
+ * GnuTLS's userspace records over the same loop, invisibly to the application.
+ *
+ * Lifecycle rules (all calls):
+ *  - Every int-returning call returns 0 when the operation was accepted, or a
+ *    negative errno (-EINVAL, -ENOMEM, -EBUSY ...) when it was refused.  A refused
+ *    operation never calls its callback; an accepted one calls it exactly once.
+ *  - Callbacks run only from tlsflow_loop_run*(), never inside the call that
+ *    submitted the operation.
+ *  - A loop, its flows and its listeners belong to the thread that runs the loop.
+ *    A config is read-only once a flow used it and may be shared across loops.
+ */
+#ifndef TLSFLOW_H
+#define TLSFLOW_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TLSFLOW_VERSION_STRING "0.1.0"
+
+typedef struct tlsflow_loop     tlsflow_loop;      /* one io_uring; use from one thread */
+typedef struct tlsflow_config   tlsflow_config;    /* credentials + policy; immutable once used */
+typedef struct tlsflow          tlsflow;           /* one TLS flow */
+typedef struct tlsflow_listener tlsflow_listener;
+
+typedef enum { TLSFLOW_OK = 0, TLSFLOW_EOF = 1, TLSFLOW_ERROR = 2 } tlsflow_status;
+
+typedef enum {                 /* tlsflow_error.code; 0 means no error */
+    TLSFLOW_E_SYSTEM = 1,      /* an OS call failed: detail = errno */
+    TLSFLOW_E_TLS,             /* GnuTLS failed: detail = GnuTLS error code */
+    TLSFLOW_E_ALERT,           /* the peer sent a fatal alert: detail = alert number */
+    TLSFLOW_E_CERTIFICATE,     /* the peer's certificate was rejected: detail = GnuTLS verify status */
+    TLSFLOW_E_TRUNCATED,       /* transport closed without close_notify (never reported as EOF) */
+    TLSFLOW_E_BAD_RECORD,      /* a record failed authentication or was malformed */
+    TLSFLOW_E_TIMEOUT,
+    TLSFLOW_E_CLOSED,          /* the flow was already closed for that direction */
+    TLSFLOW_E_CANCELED,        /* the flow was freed with the operation pending */
+    TLSFLOW_E_KTLS_UNAVAILABLE,/* TLSFLOW_KTLS_REQUIRE and the kernel could not take the keys: detail = errno */
+} tlsflow_errcode;
+
+typedef struct { tlsflow_errcode code; int detail; } tlsflow_error;
+
+/* Never NULL; says what happened in words (errno text, GnuTLS text, alert name,
+ * certificate reason).  Valid until the next call in the same thread. */
+const char *tlsflow_error_message(tlsflow_error err);
+
+typedef struct {
+    tlsflow_status status;
+    const void    *data;   /* read: the segment, valid until the callback returns */
+    size_t         len;    /* read: its length; write/writev/sendfile: bytes accepted */
+    tlsflow_error  error;  /* when status == TLSFLOW_ERROR */
+} tlsflow_result;
+
+typedef void tlsflow_cb(tlsflow *flow, const tlsflow_result *res, void *arg);
+
+/* ---- Loop ---- */
+int  tlsflow_loop_new(tlsflow_loop **out, unsigned queue_depth /* 0 = default */);
+/* Runs until no flow, listener or operation is left, or tlsflow_loop_stop(). */
+int  tlsflow_loop_run(tlsflow_loop *loop);
+/* One round: waits up to timeout_ms (-1 = forever, 0 = poll) for completions and
+ * runs their callbacks.  Returns the number of callbacks-worth of events handled. */
+int  tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms);
+void tlsflow_loop_stop(tlsflow_loop *loop);
+/* Frees the loop; flows and listeners still open are freed with it. */
+void tlsflow_loop_free(tlsflow_loop *loop);
+
+/* ---- Configuration ---- */
+typedef enum { TLSFLOW_CLIENT, TLSFLOW_SERVER } tlsflow_role;
+typedef enum { TLSFLOW_KTLS_AUTO, TLSFLOW_KTLS_REQUIRE, TLSFLOW_KTLS_OFF } tlsflow_ktls_mode;
+typedef enum { TLSFLOW_VERIFY_REQUIRED, TLSFLOW_VERIFY_OPTIONAL, TLSFLOW_VERIFY_NONE } tlsflow_verify;
+
+int  tlsflow_config_new(tlsflow_config **out, tlsflow_role role);
+void tlsflow_config_free(tlsflow_config *cfg);   /* after the last flow using it is freed */
+int  tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem, const char *key_pem);
+int  tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem);  /* clients default to the system trust store */
+/* Clients default to REQUIRED.  Servers default to NONE (no client certificate
+ * asked); OPTIONAL asks for one and verifies it when given, REQUIRED demands one. */
+int  tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify mode);
+int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priority);
+int  tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols, size_t count);
+int  tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mode mode);          /* default AUTO */
+int  tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, unsigned ms);        /* default 30000, 0 = none */
+
+/* ---- Opening: cb gets flow == NULL and TLSFLOW_ERROR when the connection or handshake fails ---- */
+int  tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host,
+                     const char *port, tlsflow_cb *cb, void *arg);
+/* fd: a connected stream socket; the flow owns it once the call is accepted. */
+int  tlsflow_wrap_fd(tlsflow_loop *loop, const tlsflow_config *cfg, int fd,
+                     const char *server_name /* clients: SNI + verification name */,
+                     tlsflow_cb *cb, void *arg);
+int  tlsflow_listen(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host, const char *port,
+                    tlsflow_cb *on_flow /* once per handshaken flow */, void *arg,
+                    tlsflow_listener **out);
+int  tlsflow_listener_port(const tlsflow_listener *l);   /* the bound port (useful with port "0") */
+void tlsflow_listener_close(tlsflow_listener *l);
+
+/* ---- The flow interface ---- */
+/* Completes with one segment as soon as any plaintext is available; EOF only after
+ * the peer's close_notify.  One read may be pending at a time. */
+int  tlsflow_read(tlsflow *flow, tlsflow_cb *cb, void *arg);
+/* Complete in submission order once every byte was handed to the kernel; buf must
+ * stay untouched until then.  The iovec array itself is copied at the call. */
+int  tlsflow_write(tlsflow *flow, const void *buf, size_t len, tlsflow_cb *cb, void *arg);
+int  tlsflow_writev(tlsflow *flow, const struct iovec *iov, int iovcnt, tlsflow_cb *cb, void *arg);
+/* Flushes pending writes, sends close_notify, shuts down for writing and completes
+ * when the peer has closed too.  Reads stay allowed until then. */
+int  tlsflow_close(tlsflow *flow, tlsflow_cb *cb, void *arg);
+/* Releases the flow (may be called from any of its callbacks).  An open flow is
+ * reset and its pending operations complete with TLSFLOW_E_CANCELED. */
+void tlsflow_free(tlsflow *flow);
+
+/* ---- Beyond the seed ---- */
+/* Sends len bytes of fd from offset (splice on kTLS, read + encrypt otherwise). */
+int  tlsflow_sendfile(tlsflow *flow, int fd, off_t offset, size_t len, tlsflow_cb *cb, void *arg);
+
+typedef struct {
+    unsigned    tls_version;   /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3 */
+    const char *cipher;        /* e.g. "AES-128-GCM" */
+    const char *alpn;          /* NULL when none was agreed */
+    const char *server_name;
+    int         ktls_tx, ktls_rx;  /* 1 where the kernel holds that direction's key */
+    int         resumed;
+} tlsflow_info;
+int  tlsflow_get_info(const tlsflow *flow, tlsflow_info *out);
+/* The socket; with both directions in the kernel it may be used with plain
+ * read/write/sendfile by other code. */
+int  tlsflow_fd(const tlsflow *flow);
+const char *tlsflow_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TLSFLOW_H */

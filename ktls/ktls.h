@@ -1,0 +1,75 @@
+/* ktls/ — the kernel side: capability probe, crypto_info from exported record
+ * state, setsockopt, control records.  No I/O submission, no GnuTLS calls:
+ * handshake/ exports the record state as tf_ktls_secret and ring/ submits. */
+#ifndef TF_KTLS_H
+#define TF_KTLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum tf_ktls_dir { TF_KTLS_TX = 0, TF_KTLS_RX = 1 };
+
+enum tf_ktls_cipher {
+    TF_CIPHER_UNKNOWN = 0,
+    TF_CIPHER_AES_128_GCM,
+    TF_CIPHER_AES_256_GCM,
+    TF_CIPHER_CHACHA20_POLY1305,
+    TF_CIPHER_AES_128_CCM,
+};
+
+/* One direction's record protection state, as GnuTLS exports it
+ * (gnutls_record_get_state).  Wipe with tf_ktls_secret_wipe. */
+typedef struct {
+    unsigned version;              /* 0x0303 or 0x0304 */
+    enum tf_ktls_cipher cipher;
+    uint8_t  key[32];  size_t key_len;
+    uint8_t  iv[12];   size_t iv_len;   /* as GnuTLS gives it (4 for TLS 1.2 GCM/CCM, 12 otherwise) */
+    uint8_t  seq[8];                     /* big-endian record sequence number */
+} tf_ktls_secret;
+
+void tf_ktls_secret_wipe(tf_ktls_secret *s);
+
+/* Record types as the kernel reports them (TLS_GET_RECORD_TYPE). */
+enum { TF_REC_CCS = 20, TF_REC_ALERT = 21, TF_REC_HANDSHAKE = 22, TF_REC_DATA = 23 };
+
+/* The per-process probe (run once, thread-safe): 0 when the kernel takes the
+ * given version x cipher in that direction, else -errno (-ENOENT: no tls ULP;
+ * -EINVAL/-ENOPROTOOPT: cipher or version unsupported). */
+int tf_ktls_probe(unsigned version, enum tf_ktls_cipher cipher, enum tf_ktls_dir dir);
+/* 0 when the "tls" ULP can be attached at all, else -errno. */
+int tf_ktls_probe_ulp(void);
+
+/* setsockopt(TCP_ULP, "tls") on an ESTABLISHED socket; 0 or -errno. */
+int tf_ktls_attach(int fd);
+/* Builds the tls12_crypto_info_* for s and sets TLS_TX/TLS_RX; wipes every copy.
+ * 0 or -errno (-EBUSY: rekey not supported by this kernel). */
+int tf_ktls_install(int fd, enum tf_ktls_dir dir, const tf_ktls_secret *s);
+
+/* Control records on the receive path.  Returns the record type carried by a
+ * recvmsg control buffer (SOL_TLS/TLS_GET_RECORD_TYPE), or TF_REC_DATA when the
+ * buffer holds none, or -EINVAL when it is malformed. */
+int tf_ktls_record_type(const struct msghdr *msg);
+
+/* What an alert record body means. */
+typedef struct {
+    int is_close_notify;
+    int is_fatal;
+    int level, description;
+} tf_ktls_alert;
+/* 0, or -EBADMSG when body is not a 2-byte alert. */
+int tf_ktls_parse_alert(const uint8_t *body, size_t len, tf_ktls_alert *out);
+
+/* Fills a control buffer for sendmsg with TLS_SET_RECORD_TYPE = type.
+ * cbuf must be at least CMSG_SPACE(1) bytes; returns the control length. */
+size_t tf_ktls_set_record_type_cmsg(void *cbuf, size_t cap, uint8_t type);
+
+/* The AEAD record limit for a cipher under TLS 1.3 (RFC 8446 5.5 / RFC 9147):
+ * the number of records one key may protect before a rekey or close. */
+uint64_t tf_ktls_record_limit(unsigned version, enum tf_ktls_cipher cipher);
+
+/* Kernel features probing cannot answer (see ktls/kver.c for the reasons):
+ * whether TLS 1.3 rekey (a second TLS_TX/TLS_RX) is supported. */
+int tf_ktls_has_rekey(unsigned version);
+
+#endif
