@@ -1,5 +1,5 @@
 /* Shared helpers for tlsflow's tests: certificate paths, peer processes,
- * checksummed data.  See tests/common/*.c. */
+ * checksummed data.  See the sources beside this header. */
 #ifndef TF_TEST_H
 #define TF_TEST_H
 

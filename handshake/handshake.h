@@ -1,0 +1,93 @@
+/* handshake/ — GnuTLS: configurations and credentials, session set-up, the
+ * non-blocking handshake fed by ring I/O, record protection in userspace and
+ * export of record secrets.  No I/O submission: bytes come in through `in`
+ * and go out through `out`, buffers that ring/ owns and moves. */
+#ifndef TF_HANDSHAKE_H
+#define TF_HANDSHAKE_H
+
+#include <gnutls/gnutls.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/tlsflow.h"
+
+/* Marks the definitions of the exported tlsflow_* calls. */
+#define TLSFLOW_PUBLIC __attribute__((visibility("default")))
+
+/* A byte buffer: the valid bytes are data[off, off + len). */
+typedef struct tf_buf {
+    uint8_t *data;
+    size_t   off, len, cap;
+} tf_buf;
+
+int  tf_buf_reserve(tf_buf *b, size_t room);  /* room free bytes at the tail; 0 or -ENOMEM */
+void tf_buf_consume(tf_buf *b, size_t n);
+void tf_buf_free(tf_buf *b);
+static inline uint8_t *tf_buf_head(const tf_buf *b) { return b->data + b->off; }
+static inline uint8_t *tf_buf_tail(const tf_buf *b) { return b->data + b->off + b->len; }
+static inline size_t   tf_buf_room(const tf_buf *b) { return b->cap - b->off - b->len; }
+
+#define TF_ALPN_MAX 8
+#define TF_CACHE_SLOTS 32
+
+struct tf_ticket {
+    char          *key;        /* "host:port" or the server name */
+    gnutls_datum_t data;
+    uint64_t       used;       /* for replacement */
+};
+
+struct tlsflow_config {
+    tlsflow_role    role;
+    tlsflow_verify  verify;
+    tlsflow_ktls_mode ktls;
+    unsigned        handshake_timeout_ms;
+    gnutls_certificate_credentials_t cred;
+    bool            has_ca, has_cert;
+    char           *priority_str;
+    gnutls_priority_t priority;
+    gnutls_datum_t  alpn[TF_ALPN_MAX];
+    size_t          nalpn;
+    gnutls_datum_t  ticket_key;          /* servers */
+    pthread_mutex_t lock;                /* guards `frozen` set-up and the ticket cache */
+    bool            frozen;              /* used by a flow: setters refuse with -EBUSY */
+    struct tf_ticket cache[TF_CACHE_SLOTS];
+    uint64_t        cache_clock;
+};
+
+/* config.c: called when a flow first uses the config (system trust, priority). */
+int  tf_hs_config_freeze(tlsflow_config *cfg);
+
+/* One TLS session in the making or made. */
+typedef struct tf_session {
+    gnutls_session_t s;
+    tlsflow_config  *cfg;
+    tf_buf          *in, *out;
+    bool            *in_eof;       /* the transport reached EOF: pull reports it */
+    char            *server_name;
+    char            *cache_key;
+    bool             ticket_saved;
+    bool             handshake_done;
+    char             alpn[64];
+} tf_session;
+
+/* session.c */
+int  tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_name,
+                        const char *cache_key, tf_buf *in, tf_buf *out, bool *in_eof);
+void tf_hs_session_deinit(tf_session *hs);
+/* 0 when done, GNUTLS_E_AGAIN when it needs more input, else a GnuTLS error. */
+int  tf_hs_handshake(tf_session *hs);
+void tf_hs_info(const tf_session *hs, tlsflow_info *out);
+tlsflow_error tf_hs_error(const tf_session *hs, int gnutls_ret);
+
+/* record.c: userspace records */
+/* > 0: a packet (its bytes in data, len); 0: close_notify; GNUTLS_E_AGAIN; error. */
+ssize_t tf_hs_recv_packet(tf_session *hs, gnutls_packet_t *pkt, const void **data, size_t *len);
+void    tf_hs_packet_free(gnutls_packet_t pkt);
+ssize_t tf_hs_send(tf_session *hs, const void *buf, size_t len);
+int     tf_hs_bye(tf_session *hs);
+bool    tf_hs_has_pending(const tf_session *hs);
+void    tf_hs_note_ticket(tf_session *hs);
+
+#endif

@@ -1,0 +1,100 @@
+/* Userspace records: GnuTLS protects application data when the kernel does not
+ * hold that direction's key.  Also the byte buffers ring/ hands to GnuTLS. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handshake/handshake.h"
+
+int tf_buf_reserve(tf_buf *b, size_t room)
+{
+    size_t need, cap;
+    uint8_t *p;
+
+    if (tf_buf_room(b) >= room)
+        return 0;
+    if (b->off && b->cap - b->len >= room) {   /* slide the bytes to the front */
+        memmove(b->data, b->data + b->off, b->len);
+        b->off = 0;
+        return 0;
+    }
+    need = b->len + room;
+    cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    if (b->off) {
+        memmove(b->data, b->data + b->off, b->len);
+        b->off = 0;
+    }
+    p = realloc(b->data, cap);
+    if (!p)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+void tf_buf_consume(tf_buf *b, size_t n)
+{
+    /* The tail stays where it is: a receive may be writing there. */
+    b->off += n;
+    b->len -= n;
+}
+
+void tf_buf_free(tf_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+ssize_t tf_hs_recv_packet(tf_session *hs, gnutls_packet_t *pkt, const void **data, size_t *len)
+{
+    gnutls_datum_t d;
+    ssize_t ret;
+
+    for (;;) {
+        ret = gnutls_record_recv_packet(hs->s, pkt);
+        if (ret == GNUTLS_E_INTERRUPTED || ret == GNUTLS_E_WARNING_ALERT_RECEIVED)
+            continue;
+        /* A TLS 1.2 peer asking to renegotiate: refused by not answering;
+         * GnuTLS has already sent no_renegotiation where it applies. */
+        if (ret == GNUTLS_E_REHANDSHAKE) {
+            gnutls_alert_send(hs->s, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
+            continue;
+        }
+        break;
+    }
+    tf_hs_note_ticket(hs);
+    if (ret > 0) {
+        gnutls_packet_get(*pkt, &d, NULL);
+        *data = d.data;
+        *len = d.size;
+    }
+    return ret;
+}
+
+void tf_hs_packet_free(gnutls_packet_t pkt)
+{
+    if (pkt)
+        gnutls_packet_deinit(pkt);
+}
+
+ssize_t tf_hs_send(tf_session *hs, const void *buf, size_t len)
+{
+    ssize_t ret;
+
+    do {
+        ret = gnutls_record_send(hs->s, buf, len);
+    } while (ret == GNUTLS_E_INTERRUPTED);
+    return ret;
+}
+
+int tf_hs_bye(tf_session *hs)
+{
+    return gnutls_bye(hs->s, GNUTLS_SHUT_WR);
+}
+
+bool tf_hs_has_pending(const tf_session *hs)
+{
+    return gnutls_record_check_pending(hs->s) > 0;
+}

@@ -1,0 +1,290 @@
+/* Sessions: GnuTLS set-up over ring-owned buffers, the non-blocking handshake,
+ * resumption tickets and what the application may know of the result. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handshake/handshake.h"
+
+/* ---- Transport: GnuTLS reads `in` and appends to `out`; ring/ moves them. ---- */
+
+static ssize_t pull(gnutls_transport_ptr_t ptr, void *buf, size_t n)
+{
+    tf_session *hs = ptr;
+
+    if (hs->in->len == 0) {
+        if (*hs->in_eof)
+            return 0;
+        gnutls_transport_set_errno(hs->s, EAGAIN);
+        return -1;
+    }
+    if (n > hs->in->len)
+        n = hs->in->len;
+    memcpy(buf, tf_buf_head(hs->in), n);
+    tf_buf_consume(hs->in, n);
+    return (ssize_t)n;
+}
+
+static ssize_t vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+    tf_session *hs = ptr;
+    size_t total = 0;
+
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (tf_buf_reserve(hs->out, total)) {
+        gnutls_transport_set_errno(hs->s, ENOMEM);
+        return -1;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(tf_buf_tail(hs->out), iov[i].iov_base, iov[i].iov_len);
+        hs->out->len += iov[i].iov_len;
+    }
+    return (ssize_t)total;
+}
+
+/* ---- Resumption: clients keep the newest ticket per server. ---- */
+
+static struct tf_ticket *cache_find(tlsflow_config *cfg, const char *key)
+{
+    for (size_t i = 0; i < TF_CACHE_SLOTS; i++)
+        if (cfg->cache[i].key && strcmp(cfg->cache[i].key, key) == 0)
+            return &cfg->cache[i];
+    return NULL;
+}
+
+static void cache_load(tf_session *hs)
+{
+    struct tf_ticket *t;
+
+    pthread_mutex_lock(&hs->cfg->lock);
+    t = cache_find(hs->cfg, hs->cache_key);
+    if (t) {
+        t->used = ++hs->cfg->cache_clock;
+        gnutls_session_set_data(hs->s, t->data.data, t->data.size);
+    }
+    pthread_mutex_unlock(&hs->cfg->lock);
+}
+
+static void cache_store(tf_session *hs, gnutls_datum_t *data)
+{
+    tlsflow_config *cfg = hs->cfg;
+    struct tf_ticket *t;
+
+    pthread_mutex_lock(&cfg->lock);
+    t = cache_find(cfg, hs->cache_key);
+    if (!t) {
+        t = &cfg->cache[0];
+        for (size_t i = 1; i < TF_CACHE_SLOTS && t->key; i++)
+            if (!cfg->cache[i].key || cfg->cache[i].used < t->used)
+                t = &cfg->cache[i];
+        free(t->key);
+        t->key = strdup(hs->cache_key);
+    }
+    gnutls_free(t->data.data);
+    t->data = *data;
+    t->used = ++cfg->cache_clock;
+    if (!t->key) {             /* out of memory: forget the slot */
+        gnutls_free(t->data.data);
+        t->data.data = NULL;
+    }
+    pthread_mutex_unlock(&cfg->lock);
+}
+
+void tf_hs_note_ticket(tf_session *hs)
+{
+    gnutls_datum_t data;
+    unsigned flags;
+
+    if (hs->ticket_saved || !hs->cache_key || !hs->handshake_done)
+        return;
+    flags = gnutls_session_get_flags(hs->s);
+    /* TLS 1.3 tickets come after the handshake; asking for session data before
+     * one arrived would make GnuTLS read the transport itself. */
+    if (gnutls_protocol_get_version(hs->s) == GNUTLS_TLS1_3 && !(flags & GNUTLS_SFLAGS_SESSION_TICKET))
+        return;
+    hs->ticket_saved = true;
+    if (gnutls_session_get_data2(hs->s, &data) == 0 && data.size)
+        cache_store(hs, &data);
+}
+
+/* ---- Set-up ---- */
+
+static bool is_ip_literal(const char *name)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
+}
+
+static int setup_verify(tf_session *hs)
+{
+    tlsflow_config *cfg = hs->cfg;
+
+    if (cfg->role == TLSFLOW_SERVER) {
+        if (cfg->verify == TLSFLOW_VERIFY_NONE)
+            return 0;
+        gnutls_certificate_server_set_request(hs->s, cfg->verify == TLSFLOW_VERIFY_REQUIRED
+                                                         ? GNUTLS_CERT_REQUIRE
+                                                         : GNUTLS_CERT_REQUEST);
+        gnutls_session_set_verify_cert(hs->s, NULL, 0);
+        return 0;
+    }
+    if (cfg->verify == TLSFLOW_VERIFY_REQUIRED)
+        gnutls_session_set_verify_cert(hs->s, hs->server_name, 0);
+    return 0;
+}
+
+int tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_name,
+                       const char *cache_key, tf_buf *in, tf_buf *out, bool *in_eof)
+{
+    unsigned flags;
+    int ret;
+
+    memset(hs, 0, sizeof(*hs));
+    hs->cfg = cfg;
+    hs->in = in;
+    hs->out = out;
+    hs->in_eof = in_eof;
+    flags = (cfg->role == TLSFLOW_SERVER ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
+            GNUTLS_NO_SIGNAL;
+    ret = gnutls_init(&hs->s, flags);
+    if (ret < 0)
+        return ret;
+    if ((server_name && !(hs->server_name = strdup(server_name))) ||
+        (cache_key && !(hs->cache_key = strdup(cache_key)))) {
+        ret = GNUTLS_E_MEMORY_ERROR;
+        goto fail;
+    }
+    ret = gnutls_priority_set(hs->s, cfg->priority);
+    if (ret < 0)
+        goto fail;
+    ret = gnutls_credentials_set(hs->s, GNUTLS_CRD_CERTIFICATE, cfg->cred);
+    if (ret < 0)
+        goto fail;
+    if (cfg->nalpn) {
+        unsigned af = cfg->role == TLSFLOW_SERVER ? GNUTLS_ALPN_SERVER_PRECEDENCE | GNUTLS_ALPN_MANDATORY : 0;
+        ret = gnutls_alpn_set_protocols(hs->s, cfg->alpn, (unsigned)cfg->nalpn, af);
+        if (ret < 0)
+            goto fail;
+    }
+    if (cfg->role == TLSFLOW_SERVER) {
+        ret = gnutls_session_ticket_enable_server(hs->s, &cfg->ticket_key);
+        if (ret < 0)
+            goto fail;
+    } else {
+        if (server_name && *server_name && !is_ip_literal(server_name)) {
+            ret = gnutls_server_name_set(hs->s, GNUTLS_NAME_DNS, server_name, strlen(server_name));
+            if (ret < 0)
+                goto fail;
+        }
+        if (hs->cache_key)
+            cache_load(hs);
+    }
+    setup_verify(hs);
+    gnutls_transport_set_ptr(hs->s, hs);
+    gnutls_transport_set_pull_function(hs->s, pull);
+    gnutls_transport_set_vec_push_function(hs->s, vec_push);
+    return 0;
+fail:
+    tf_hs_session_deinit(hs);
+    return ret;
+}
+
+void tf_hs_session_deinit(tf_session *hs)
+{
+    if (hs->s)
+        gnutls_deinit(hs->s);
+    free(hs->server_name);
+    free(hs->cache_key);
+    memset(hs, 0, sizeof(*hs));
+}
+
+int tf_hs_handshake(tf_session *hs)
+{
+    int ret;
+
+    do {
+        ret = gnutls_handshake(hs->s);
+    } while (ret < 0 && ret != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(ret));
+    if (ret == 0) {
+        hs->handshake_done = true;
+        tf_hs_note_ticket(hs);
+    } else if (ret != GNUTLS_E_AGAIN) {
+        /* Tell the peer why, where an alert fits; ring/ flushes `out`. */
+        gnutls_alert_send_appropriate(hs->s, ret);
+    }
+    return ret;
+}
+
+void tf_hs_info(const tf_session *hs, tlsflow_info *out)
+{
+    gnutls_datum_t proto;
+    tf_session *mhs = (tf_session *)hs;   /* the ALPN copy is a cache */
+
+    memset(out, 0, sizeof(*out));
+    if (!hs->s || !hs->handshake_done)
+        return;
+    switch (gnutls_protocol_get_version(hs->s)) {
+    case GNUTLS_TLS1_2: out->tls_version = 0x0303; break;
+    case GNUTLS_TLS1_3: out->tls_version = 0x0304; break;
+    default: out->tls_version = 0; break;
+    }
+    out->cipher = gnutls_cipher_get_name(gnutls_cipher_get(hs->s));
+    if (gnutls_alpn_get_selected_protocol(hs->s, &proto) == 0 && proto.size < sizeof(mhs->alpn)) {
+        memcpy(mhs->alpn, proto.data, proto.size);
+        mhs->alpn[proto.size] = 0;
+        out->alpn = hs->alpn;
+    }
+    if (hs->cfg->role == TLSFLOW_CLIENT) {
+        out->server_name = hs->server_name;
+    } else if (!hs->server_name) {
+        char name[256];
+        size_t len = sizeof(name);
+        unsigned type;
+        if (gnutls_server_name_get(hs->s, name, &len, &type, 0) == 0 && type == GNUTLS_NAME_DNS)
+            mhs->server_name = strdup(name);
+        out->server_name = hs->server_name;
+    } else {
+        out->server_name = hs->server_name;
+    }
+    out->resumed = gnutls_session_is_resumed(hs->s) != 0;
+}
+
+tlsflow_error tf_hs_error(const tf_session *hs, int ret)
+{
+    tlsflow_error e = { TLSFLOW_E_TLS, ret };
+
+    switch (ret) {
+    case GNUTLS_E_FATAL_ALERT_RECEIVED:
+        e.code = TLSFLOW_E_ALERT;
+        e.detail = (int)gnutls_alert_get(hs->s);
+        break;
+    case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
+    case GNUTLS_E_CERTIFICATE_ERROR:
+        e.code = TLSFLOW_E_CERTIFICATE;
+        e.detail = (int)gnutls_session_get_verify_cert_status(hs->s);
+        if (e.detail == 0)   /* no status: a missing or unusable certificate */
+            e.detail = GNUTLS_CERT_INVALID;
+        break;
+    case GNUTLS_E_NO_CERTIFICATE_FOUND:
+        e.code = TLSFLOW_E_CERTIFICATE;
+        e.detail = GNUTLS_CERT_INVALID;
+        break;
+    case GNUTLS_E_DECRYPTION_FAILED:
+    case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
+    case GNUTLS_E_RECORD_OVERFLOW:
+    case GNUTLS_E_UNEXPECTED_PACKET:
+    case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
+        e.code = TLSFLOW_E_BAD_RECORD;
+        break;
+    case GNUTLS_E_PREMATURE_TERMINATION:
+        e.code = TLSFLOW_E_TRUNCATED;
+        e.detail = 0;
+        break;
+    default:
+        break;
+    }
+    return e;
+}

@@ -1,0 +1,362 @@
+/* Flows: lifecycle, the handshake driven by ring I/O, and the public calls.
+ * Public calls only queue work and schedule the flow's task; the task runs
+ * from the loop and is the only place that calls the application back. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ring/ring.h"
+
+static void flow_task(tf_task *t);
+
+static void destroy(tf_link *l)
+{
+    tlsflow *f = TF_CONTAINER(l, tlsflow, link);
+    tf_write *w;
+
+    while ((w = f->wq)) {
+        f->wq = w->next;
+        if (w->iov != w->inline_iov)
+            free(w->iov);
+        free(w);
+    }
+    tf_hs_packet_free(f->held);
+    tf_hs_session_deinit(&f->hs);
+    tf_buf_free(&f->in);
+    tf_buf_free(&f->out);
+    tf_buf_free(&f->sending);
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f);
+}
+
+tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd)
+{
+    tlsflow *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return NULL;
+    f->loop = loop;
+    f->cfg = cfg;
+    f->fd = fd;
+    f->refs = 1;
+    f->state = FLOW_HANDSHAKE;
+    f->task.run = flow_task;
+    f->wq_tail = &f->wq;
+    f->link.destroy = destroy;
+    tf_ring_track(loop, &f->link);
+    return f;
+}
+
+void tf_flow_release(tlsflow *f)
+{
+    if (--f->refs)
+        return;
+    tf_ring_untrack(&f->link);
+    f->loop->live--;
+    destroy(&f->link);
+}
+
+void tf_flow_schedule(tlsflow *f)
+{
+    tf_ring_defer(f->loop, &f->task);
+}
+
+static void deliver(tlsflow *f, tlsflow_cb *cb, void *arg, tlsflow_status st, const void *data,
+                    size_t len, tlsflow_error err)
+{
+    tlsflow_result r = { st, data, len, err };
+
+    cb(f, &r, arg);
+}
+
+/* ---- Opening ---- */
+
+static void timer_done(tf_op *op, int res, unsigned flags)
+{
+    tlsflow *f = TF_CONTAINER(op, tlsflow, timer_op);
+
+    (void)flags;
+    if (res == -ETIME && f->state == FLOW_HANDSHAKE && !f->err.code) {
+        f->err = tf_err(TLSFLOW_E_TIMEOUT, 0);
+        /* Wakes the receive in flight; the task then fails the opening. */
+        shutdown(f->fd, SHUT_RDWR);
+        tf_flow_schedule(f);
+    }
+    tf_flow_release(f);
+}
+
+static void stop_timer(tlsflow *f)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!f->timer_op.busy)
+        return;
+    tf_ring_sqe_detached(f->loop, &sqe);
+    io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&f->timer_op, 0);
+}
+
+void tf_flow_start_handshake(tlsflow *f, const char *server_name, const char *cache_key,
+                             tlsflow_cb *cb, void *arg)
+{
+    tlsflow_config *cfg = (tlsflow_config *)f->cfg;
+    int ret;
+
+    f->open_cb = cb;
+    f->open_arg = arg;
+    f->state = FLOW_HANDSHAKE;
+    ret = tf_hs_session_init(&f->hs, cfg, server_name, cache_key, &f->in, &f->out, &f->rx_eof);
+    if (ret < 0) {
+        f->err = tf_err(TLSFLOW_E_TLS, ret);
+    } else if (cfg->handshake_timeout_ms) {
+        f->timer_op.done = timer_done;
+        f->refs++;
+        tf_ring_timeout(f->loop, &f->timer_op, &f->timer_ts, cfg->handshake_timeout_ms);
+    }
+    tf_flow_schedule(f);
+}
+
+/* The opening failed: the application never sees this flow. */
+static void open_failed(tlsflow *f, tlsflow_error err)
+{
+    tlsflow_cb *cb = f->open_cb;
+
+    f->state = FLOW_DEAD;
+    f->freed = true;
+    stop_timer(f);
+    /* Best effort: the alert GnuTLS queued tells the peer why. */
+    if (f->out.len)
+        (void)send(f->fd, tf_buf_head(&f->out), f->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    shutdown(f->fd, SHUT_RDWR);
+    tf_ring_cancel(f->loop, &f->recv_op);
+    tf_ring_cancel(f->loop, &f->send_op);
+    f->open_cb = NULL;
+    if (cb)
+        deliver(NULL, cb, f->open_arg, TLSFLOW_ERROR, NULL, 0, err);
+    tf_flow_release(f);   /* the reference the application would have held */
+}
+
+static void handshake_progress(tlsflow *f)
+{
+    tlsflow_cb *cb;
+    int ret;
+
+    if (f->err.code) {
+        open_failed(f, f->err);
+        return;
+    }
+    if (f->rx_errno) {
+        open_failed(f, tf_err(TLSFLOW_E_SYSTEM, f->rx_errno));
+        return;
+    }
+    ret = tf_hs_handshake(&f->hs);
+    if (ret == GNUTLS_E_AGAIN) {
+        tf_flow_flush(f);
+        tf_flow_post_recv(f);
+        return;
+    }
+    if (ret < 0) {
+        open_failed(f, tf_hs_error(&f->hs, ret));
+        return;
+    }
+    stop_timer(f);
+    f->state = FLOW_OPEN;
+    tf_flow_flush(f);
+    cb = f->open_cb;
+    f->open_cb = NULL;
+    deliver(f, cb, f->open_arg, TLSFLOW_OK, NULL, 0, f->err);
+}
+
+/* ---- Failing: every pending operation completes with the sticky error ---- */
+
+static void fail_pending(tlsflow *f)
+{
+    tlsflow_error err = f->freed ? tf_err(TLSFLOW_E_CANCELED, 0) : f->err;
+    tf_write *w;
+
+    if (f->read_pending) {
+        f->read_pending = false;
+        deliver(f, f->read_cb, f->read_arg, TLSFLOW_ERROR, NULL, 0, err);
+    }
+    while ((w = f->wq)) {
+        f->wq = w->next;
+        if (!f->wq)
+            f->wq_tail = &f->wq;
+        if (f->wq_next == w)
+            f->wq_next = w->next;
+        deliver(f, w->cb, w->arg, TLSFLOW_ERROR, NULL, 0, err);
+        if (w->iov != w->inline_iov)
+            free(w->iov);
+        free(w);
+    }
+    if (f->close_pending) {
+        f->close_pending = false;
+        deliver(f, f->close_cb, f->close_arg, TLSFLOW_ERROR, NULL, 0, err);
+    }
+}
+
+void tf_flow_fail(tlsflow *f, tlsflow_error err)
+{
+    if (!f->err.code)
+        f->err = err;
+    tf_flow_schedule(f);
+}
+
+static void flow_task(tf_task *t)
+{
+    tlsflow *f = TF_CONTAINER(t, tlsflow, task);
+
+    f->refs++;
+    if (f->state == FLOW_HANDSHAKE)
+        handshake_progress(f);
+    else if (f->state == FLOW_OPEN) {
+        if (f->err.code || f->freed)
+            fail_pending(f);
+        else {
+            tf_flow_rx_progress(f);
+            tf_flow_tx_progress(f);
+            if (f->err.code || f->freed)
+                fail_pending(f);
+        }
+    }
+    tf_flow_release(f);
+}
+
+/* ---- The public calls ---- */
+
+TLSFLOW_PUBLIC int tlsflow_read(tlsflow *f, tlsflow_cb *cb, void *arg)
+{
+    if (!f || !cb || f->freed || f->state != FLOW_OPEN || f->read_pending)
+        return -EINVAL;
+    f->read_pending = true;
+    f->read_cb = cb;
+    f->read_arg = arg;
+    tf_flow_schedule(f);
+    return 0;
+}
+
+static int queue_write(tlsflow *f, const struct iovec *iov, int iovcnt, int file_fd, off_t off,
+                       size_t file_len, tlsflow_cb *cb, void *arg)
+{
+    tf_write *w;
+
+    if (!f || !cb || f->freed || f->state != FLOW_OPEN || iovcnt < 0 || (iovcnt && !iov) ||
+        iovcnt > IOV_MAX)
+        return -EINVAL;
+    if (f->close_pending || f->bye_sent)
+        return -EINVAL;   /* write after close */
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->iov = w->inline_iov;
+    if (iovcnt > 4) {
+        w->iov = malloc(sizeof(*iov) * (size_t)iovcnt);
+        if (!w->iov) {
+            free(w);
+            return -ENOMEM;
+        }
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_base && iov[i].iov_len) {
+            if (w->iov != w->inline_iov)
+                free(w->iov);
+            free(w);
+            return -EINVAL;
+        }
+        w->iov[i] = iov[i];
+        w->total += iov[i].iov_len;
+    }
+    w->iovcnt = iovcnt;
+    w->file_fd = file_fd;
+    w->file_off = off;
+    if (file_fd >= 0)
+        w->total = file_len;
+    w->cb = cb;
+    w->arg = arg;
+    *f->wq_tail = w;
+    f->wq_tail = &w->next;
+    if (!f->wq_next)
+        f->wq_next = w;
+    tf_flow_schedule(f);
+    return 0;
+}
+
+TLSFLOW_PUBLIC int tlsflow_write(tlsflow *f, const void *buf, size_t len, tlsflow_cb *cb, void *arg)
+{
+    struct iovec iov = { (void *)buf, len };
+
+    if (!buf && len)
+        return -EINVAL;
+    return queue_write(f, &iov, 1, -1, 0, 0, cb, arg);
+}
+
+TLSFLOW_PUBLIC int tlsflow_writev(tlsflow *f, const struct iovec *iov, int iovcnt, tlsflow_cb *cb,
+                                  void *arg)
+{
+    return queue_write(f, iov, iovcnt, -1, 0, 0, cb, arg);
+}
+
+TLSFLOW_PUBLIC int tlsflow_sendfile(tlsflow *f, int fd, off_t offset, size_t len, tlsflow_cb *cb,
+                                    void *arg)
+{
+    if (fd < 0 || offset < 0)
+        return -EINVAL;
+    return queue_write(f, NULL, 0, fd, offset, len, cb, arg);
+}
+
+TLSFLOW_PUBLIC int tlsflow_close(tlsflow *f, tlsflow_cb *cb, void *arg)
+{
+    if (!f || !cb || f->freed || f->state != FLOW_OPEN || f->close_pending || f->bye_sent)
+        return -EINVAL;
+    f->close_pending = true;
+    f->close_cb = cb;
+    f->close_arg = arg;
+    tf_flow_schedule(f);
+    return 0;
+}
+
+TLSFLOW_PUBLIC void tlsflow_free(tlsflow *f)
+{
+    if (!f || f->freed)
+        return;
+    f->freed = true;
+    stop_timer(f);
+    if (!(f->shut_sent && f->peer_closed)) {
+        /* An open flow is reset, not closed: the peer must not take it for
+         * a clean end. */
+        struct linger lg = { 1, 0 };
+        setsockopt(f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        shutdown(f->fd, SHUT_RDWR);
+    }
+    tf_ring_cancel(f->loop, &f->recv_op);
+    tf_ring_cancel(f->loop, &f->send_op);
+    tf_ring_cancel(f->loop, &f->shut_op);
+    if (f->read_pending || f->wq || f->close_pending)
+        tf_flow_schedule(f);
+    tf_flow_release(f);
+}
+
+TLSFLOW_PUBLIC int tlsflow_get_info(const tlsflow *f, tlsflow_info *out)
+{
+    if (!f || !out || f->state != FLOW_OPEN)
+        return -EINVAL;
+    tf_hs_info(&f->hs, out);
+    out->ktls_tx = f->ktls_tx;
+    out->ktls_rx = f->ktls_rx;
+    return 0;
+}
+
+TLSFLOW_PUBLIC int tlsflow_fd(const tlsflow *f)
+{
+    if (!f)
+        return -EINVAL;
+    return f->fd;
+}
+
+TLSFLOW_PUBLIC const char *tlsflow_version(void)
+{
+    return TLSFLOW_VERSION_STRING;
+}

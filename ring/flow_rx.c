@@ -1,0 +1,141 @@
+/* The receive side: ciphertext from the socket, records through GnuTLS (or the
+ * kernel), one segment per read, EOF only after close_notify. */
+#include <errno.h>
+#include <string.h>
+
+#include "ring/ring.h"
+
+#define RECV_ROOM (16 * 1024 + 512)   /* a full record and its header */
+
+static void recv_done(tf_op *op, int res, unsigned flags)
+{
+    tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
+
+    (void)flags;
+    if (res > 0) {
+        tf_mark_defined(tf_buf_tail(&f->in), (size_t)res);
+        f->in.len += (size_t)res;
+    }
+    else if (res == 0)
+        f->rx_eof = true;
+    else if (res != -EINTR && res != -EAGAIN && res != -ECANCELED)
+        f->rx_errno = -res;
+    tf_flow_schedule(f);
+    tf_flow_release(f);
+}
+
+void tf_flow_post_recv(tlsflow *f)
+{
+    struct io_uring_sqe *sqe;
+
+    if (f->recv_op.busy || f->rx_eof || f->rx_errno || f->freed)
+        return;
+    if (tf_buf_reserve(&f->in, RECV_ROOM)) {
+        tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
+        return;
+    }
+    f->recv_op.done = recv_done;
+    sqe = tf_ring_sqe(f->loop, &f->recv_op);
+    io_uring_prep_recv(sqe, f->fd, tf_buf_tail(&f->in), tf_buf_room(&f->in), 0);
+    f->refs++;
+}
+
+static void hand_over(tlsflow *f, const void *data, size_t len)
+{
+    tlsflow_result r = { TLSFLOW_OK, data, len, { 0, 0 } };
+
+    f->read_pending = false;
+    f->read_cb(f, &r, f->read_arg);
+}
+
+/* What the peer's end of the stream means once GnuTLS has nothing more. */
+static tlsflow_error transport_error(const tlsflow *f)
+{
+    if (f->rx_errno == ECONNRESET || f->rx_errno == EPIPE)
+        return tf_err(TLSFLOW_E_TRUNCATED, 0);
+    return tf_err(TLSFLOW_E_SYSTEM, f->rx_errno);
+}
+
+/* After our close_notify, a peer that just drops the connection has closed:
+ * the close completes, though a read still learns the stream was cut. */
+static void end_of_stream(tlsflow *f, tlsflow_error err)
+{
+    if (err.code == TLSFLOW_E_TRUNCATED && f->bye_sent) {
+        f->rx_truncated = true;
+        if (f->read_pending) {
+            tlsflow_result r = { TLSFLOW_ERROR, NULL, 0, err };
+            f->read_pending = false;
+            f->read_cb(f, &r, f->read_arg);
+        }
+        tf_flow_schedule(f);
+        return;
+    }
+    tf_flow_fail(f, err);
+}
+
+void tf_flow_rx_progress(tlsflow *f)
+{
+    gnutls_packet_t pkt;
+    const void *data;
+    size_t len;
+    ssize_t ret;
+
+    for (;;) {
+        if (f->err.code || f->freed)
+            return;
+        /* Read when the application waits, or to see the peer's close while
+         * closing — holding at most one record nobody asked for yet. */
+        if (f->rx_truncated) {
+            if (f->read_pending)
+                end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
+            return;
+        }
+        if (!f->read_pending && !(f->close_pending && !f->held && !f->peer_closed))
+            return;
+        if (f->held) {
+            if (!f->read_pending)
+                return;
+            pkt = f->held;
+            f->held = NULL;
+            hand_over(f, f->held_data, f->held_len);
+            tf_hs_packet_free(pkt);
+            continue;
+        }
+        if (f->peer_closed) {
+            tlsflow_result r = { TLSFLOW_EOF, NULL, 0, { 0, 0 } };
+            f->read_pending = false;
+            f->read_cb(f, &r, f->read_arg);
+            continue;
+        }
+        if (f->rx_errno && f->in.len == 0) {
+            end_of_stream(f, transport_error(f));
+            return;
+        }
+        pkt = NULL;
+        ret = tf_hs_recv_packet(&f->hs, &pkt, &data, &len);
+        if (ret > 0) {
+            if (f->read_pending) {
+                hand_over(f, data, len);
+                tf_hs_packet_free(pkt);
+            } else {
+                f->held = pkt;
+                f->held_data = data;
+                f->held_len = len;
+            }
+            continue;
+        }
+        tf_hs_packet_free(pkt);
+        if (ret == 0) {
+            f->peer_closed = true;
+            continue;
+        }
+        /* GnuTLS may have answered something (a KeyUpdate) on its own. */
+        tf_flow_flush(f);
+        if (ret == GNUTLS_E_AGAIN) {
+            tf_flow_post_recv(f);
+            return;
+        }
+        end_of_stream(f, tf_hs_error(&f->hs, (int)ret));
+        return;
+    }
+}

@@ -1,0 +1,214 @@
+/* The send side: writes are encrypted in order into `out`, handed to the kernel
+ * from `sending`, and complete once their last byte is out; then close. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ring/ring.h"
+
+#define RECORD_MAX (16 * 1024)
+#define TX_BATCH (256 * 1024)   /* ciphertext produced ahead of the kernel */
+
+static void send_done(tf_op *op, int res, unsigned flags)
+{
+    tlsflow *f = TF_CONTAINER(op, tlsflow, send_op);
+
+    (void)flags;
+    if (res > 0) {
+        tf_buf_consume(&f->sending, (size_t)res);
+        f->tx_sent += (uint64_t)res;
+    } else if (res == -EPIPE || res == -ECONNRESET) {
+        f->wr_eof = true;
+    } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+        tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, -res));
+    }
+    tf_flow_schedule(f);
+    tf_flow_release(f);
+}
+
+void tf_flow_flush(tlsflow *f)
+{
+    struct io_uring_sqe *sqe;
+    tf_buf t;
+
+    if (f->send_op.busy || f->freed || f->wr_eof)
+        return;
+    if (f->sending.len == 0) {
+        if (f->out.len == 0)
+            return;
+        t = f->sending;   /* swap: GnuTLS keeps appending to the other one */
+        f->sending = f->out;
+        f->out = t;
+        f->out.off = 0;
+    }
+    f->send_op.done = send_done;
+    sqe = tf_ring_sqe(f->loop, &f->send_op);
+    io_uring_prep_send(sqe, f->fd, tf_buf_head(&f->sending), f->sending.len, MSG_NOSIGNAL);
+    f->refs++;
+}
+
+/* Stream position once everything produced so far is out. */
+static uint64_t produced(const tlsflow *f)
+{
+    return f->tx_sent + f->sending.len + f->out.len;
+}
+
+static void free_write(tf_write *w)
+{
+    if (w->iov != w->inline_iov)
+        free(w->iov);
+    free(w);
+}
+
+/* Reads the next piece of a sendfile write into the loop's shared buffer. */
+static ssize_t file_chunk(tlsflow *f, tf_write *w, const void **p)
+{
+    tlsflow_loop *loop = f->loop;
+    size_t want = w->total - w->cur_off;
+    ssize_t n;
+
+    if (!loop->plain) {
+        loop->plain = malloc(RECORD_MAX);
+        if (!loop->plain)
+            return -ENOMEM;
+        loop->plain_cap = RECORD_MAX;
+    }
+    if (want > loop->plain_cap)
+        want = loop->plain_cap;
+    n = pread(w->file_fd, loop->plain, want, w->file_off + (off_t)w->cur_off);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ENODATA;   /* the file is shorter than asked */
+    *p = loop->plain;
+    return n;
+}
+
+/* Encrypts queued writes until the batch is full; returns false on error. */
+static bool encrypt_writes(tlsflow *f)
+{
+    while (f->wq_next && f->out.len < TX_BATCH) {
+        tf_write *w = f->wq_next;
+        const void *p = NULL;
+        size_t n;
+        ssize_t ret;
+
+        if (w->file_fd >= 0) {
+            if (w->cur_off == w->total) {
+                w->taken = true;
+            } else {
+                ret = file_chunk(f, w, &p);
+                if (ret < 0) {
+                    tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, (int)-ret));
+                    return false;
+                }
+                ret = tf_hs_send(&f->hs, p, (size_t)ret);
+                if (ret < 0) {
+                    tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
+                    return false;
+                }
+                w->cur_off += (size_t)ret;
+                continue;
+            }
+        } else if (w->cur == w->iovcnt) {
+            w->taken = true;
+        } else {
+            n = w->iov[w->cur].iov_len - w->cur_off;
+            if (n > RECORD_MAX)
+                n = RECORD_MAX;
+            if (n) {
+                ret = tf_hs_send(&f->hs, (const char *)w->iov[w->cur].iov_base + w->cur_off, n);
+                if (ret < 0) {
+                    tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
+                    return false;
+                }
+                w->cur_off += (size_t)ret;
+            }
+            if (w->cur_off == w->iov[w->cur].iov_len) {
+                w->cur++;
+                w->cur_off = 0;
+            }
+            continue;
+        }
+        w->end = produced(f);
+        f->wq_next = w->next;
+    }
+    return true;
+}
+
+static void complete_writes(tlsflow *f)
+{
+    tf_write *w;
+
+    while ((w = f->wq) && (f->wr_eof || (w->taken && f->tx_sent >= w->end))) {
+        tlsflow_result r = { f->wr_eof ? TLSFLOW_EOF : TLSFLOW_OK, NULL, w->total, { 0, 0 } };
+
+        if (f->wr_eof)
+            r.len = 0;
+        f->wq = w->next;
+        if (!f->wq)
+            f->wq_tail = &f->wq;
+        if (f->wq_next == w)
+            f->wq_next = w->next;
+        w->cb(f, &r, w->arg);
+        free_write(w);
+        if (f->err.code || f->freed)
+            return;
+    }
+}
+
+static void shut_done(tf_op *op, int res, unsigned flags)
+{
+    tlsflow *f = TF_CONTAINER(op, tlsflow, shut_op);
+
+    (void)flags;
+    (void)res;   /* a peer gone already is found by the receive side */
+    tf_flow_schedule(f);
+    tf_flow_release(f);
+}
+
+static void close_progress(tlsflow *f)
+{
+    struct io_uring_sqe *sqe;
+    tlsflow_result r = { TLSFLOW_OK, NULL, 0, { 0, 0 } };
+
+    if (!f->close_pending)
+        return;
+    if (!f->bye_sent) {
+        if (f->wq)
+            return;                /* pending writes go first */
+        f->bye_sent = true;
+        if (!f->wr_eof && tf_hs_bye(&f->hs) < 0 && f->out.len == 0)
+            f->wr_eof = true;      /* nothing to say: the send side is gone */
+        tf_flow_flush(f);
+    }
+    if (!f->shut_sent) {
+        if (!f->wr_eof && (f->send_op.busy || f->sending.len || f->out.len))
+            return;
+        f->shut_sent = true;
+        f->shut_op.done = shut_done;
+        sqe = tf_ring_sqe(f->loop, &f->shut_op);
+        io_uring_prep_shutdown(sqe, f->fd, SHUT_WR);
+        f->refs++;
+        return;
+    }
+    if (f->shut_op.busy || !(f->peer_closed || f->rx_truncated))
+        return;
+    f->close_pending = false;
+    f->close_cb(f, &r, f->close_arg);
+}
+
+void tf_flow_tx_progress(tlsflow *f)
+{
+    if (f->err.code || f->freed)
+        return;
+    if (!f->wr_eof && !encrypt_writes(f))
+        return;
+    tf_flow_flush(f);
+    complete_writes(f);
+    if (f->err.code || f->freed)
+        return;
+    close_progress(f);
+}

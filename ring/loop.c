@@ -1,0 +1,254 @@
+/* The loop: one io_uring, completion dispatch, deferred tasks, timers. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring/ring.h"
+
+#define DEFAULT_DEPTH 256
+#define PLAIN_CAP (64 * 1024)
+
+TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
+{
+    struct io_uring_params p;
+    tlsflow_loop *loop;
+    int ret;
+
+    if (!out)
+        return -EINVAL;
+    if (depth == 0)
+        depth = DEFAULT_DEPTH;
+    if (depth > 32768)
+        return -EINVAL;
+    loop = calloc(1, sizeof(*loop));
+    if (!loop)
+        return -ENOMEM;
+    memset(&p, 0, sizeof(p));
+    /* A roomy completion queue: many flows keep a receive armed. */
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = depth * 8;
+    ret = io_uring_queue_init_params(depth, &loop->ring, &p);
+    if (ret < 0) {
+        free(loop);
+        return ret;
+    }
+    loop->tasks_tail = &loop->tasks;
+    loop->objects.next = loop->objects.prev = &loop->objects;
+    *out = loop;
+    return 0;
+}
+
+void tf_ring_track(tlsflow_loop *loop, tf_link *l)
+{
+    l->next = loop->objects.next;
+    l->prev = &loop->objects;
+    loop->objects.next->prev = l;
+    loop->objects.next = l;
+    loop->live++;
+}
+
+void tf_ring_untrack(tf_link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->next = l->prev = l;
+}
+
+/* CQEs are moved aside when the kernel refuses a submission because the
+ * completion queue overflowed; they are dispatched by the next run. */
+static void stash_cqes(tlsflow_loop *loop)
+{
+    struct io_uring_cqe *cqe;
+
+    while (io_uring_peek_cqe(&loop->ring, &cqe) == 0) {
+        if (loop->nstash == loop->capstash) {
+            size_t cap = loop->capstash ? loop->capstash * 2 : 64;
+            struct io_uring_cqe *n = realloc(loop->stash, cap * sizeof(*n));
+            if (!n)
+                return;
+            loop->stash = n;
+            loop->capstash = cap;
+        }
+        loop->stash[loop->nstash++] = *cqe;
+        io_uring_cqe_seen(&loop->ring, cqe);
+    }
+}
+
+static struct io_uring_sqe *get_sqe(tlsflow_loop *loop)
+{
+    struct io_uring_sqe *sqe;
+    int ret;
+
+    /* A full submission queue is submitted, never a refusal. */
+    while (!(sqe = io_uring_get_sqe(&loop->ring))) {
+        ret = io_uring_submit(&loop->ring);
+        loop->enters++;
+        if (ret > 0)
+            loop->submissions += (unsigned)ret;
+        if (ret == -EBUSY || ret == -EAGAIN)
+            stash_cqes(loop);
+    }
+    return sqe;
+}
+
+struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op)
+{
+    struct io_uring_sqe *sqe = get_sqe(loop);
+
+    io_uring_sqe_set_data(sqe, op);
+    op->busy = true;
+    return sqe;
+}
+
+void tf_ring_sqe_detached(tlsflow_loop *loop, struct io_uring_sqe **out)
+{
+    *out = get_sqe(loop);
+    io_uring_sqe_set_data(*out, NULL);
+}
+
+void tf_ring_cancel(tlsflow_loop *loop, tf_op *op)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!op->busy)
+        return;
+    tf_ring_sqe_detached(loop, &sqe);
+    io_uring_prep_cancel(sqe, op, 0);
+}
+
+void tf_ring_timeout(tlsflow_loop *loop, tf_op *op, struct __kernel_timespec *ts, unsigned ms)
+{
+    struct io_uring_sqe *sqe;
+
+    ts->tv_sec = ms / 1000;
+    ts->tv_nsec = (long long)(ms % 1000) * 1000000;
+    sqe = tf_ring_sqe(loop, op);
+    io_uring_prep_timeout(sqe, ts, 0, 0);
+}
+
+void tf_ring_defer(tlsflow_loop *loop, tf_task *t)
+{
+    if (t->queued)
+        return;
+    t->queued = true;
+    t->next = NULL;
+    *loop->tasks_tail = t;
+    loop->tasks_tail = &t->next;
+}
+
+static unsigned run_tasks(tlsflow_loop *loop)
+{
+    unsigned n = 0;
+
+    while (loop->tasks) {
+        tf_task *t = loop->tasks;
+        loop->tasks = t->next;
+        if (!loop->tasks)
+            loop->tasks_tail = &loop->tasks;
+        t->queued = false;
+        t->run(t);
+        n++;
+    }
+    return n;
+}
+
+static void dispatch(const struct io_uring_cqe *cqe)
+{
+    tf_op *op = io_uring_cqe_get_data(cqe);
+
+    if (!op)
+        return;                 /* a detached request: cancel, timeout removal */
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        op->busy = false;
+    op->done(op, cqe->res, cqe->flags);
+}
+
+TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
+{
+    struct io_uring_cqe *cqes[64];
+    struct __kernel_timespec ts, *tsp = NULL;
+    struct io_uring_cqe *cqe;
+    unsigned handled, n;
+    int ret;
+
+    if (!loop)
+        return -EINVAL;
+    handled = run_tasks(loop);
+    if (timeout_ms >= 0 || handled) {
+        if (handled)
+            timeout_ms = 0;
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        tsp = &ts;
+    }
+    if (loop->nstash == 0) {
+        unsigned pending = io_uring_sq_ready(&loop->ring);
+        ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, tsp, NULL);
+        loop->enters++;
+        loop->submissions += pending;
+        if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+            return ret;
+    }
+    for (size_t i = 0; i < loop->nstash; i++)
+        dispatch(&loop->stash[i]);
+    handled += (unsigned)loop->nstash;
+    loop->nstash = 0;
+    while ((n = io_uring_peek_batch_cqe(&loop->ring, cqes, 64)) > 0) {
+        /* Copy first: a handler may submit, and submission may reap. */
+        struct io_uring_cqe batch[64];
+        for (unsigned i = 0; i < n; i++)
+            batch[i] = *cqes[i];
+        io_uring_cq_advance(&loop->ring, n);
+        for (unsigned i = 0; i < n; i++)
+            dispatch(&batch[i]);
+        handled += n;
+    }
+    handled += run_tasks(loop);
+    /* Whatever the callbacks asked for goes to the kernel now. */
+    if (io_uring_sq_ready(&loop->ring)) {
+        unsigned pending = io_uring_sq_ready(&loop->ring);
+        io_uring_submit(&loop->ring);
+        loop->enters++;
+        loop->submissions += pending;
+    }
+    return (int)handled;
+}
+
+TLSFLOW_PUBLIC int tlsflow_loop_run(tlsflow_loop *loop)
+{
+    int ret;
+
+    if (!loop)
+        return -EINVAL;
+    loop->stopped = false;
+    while (!loop->stopped && (loop->live > 0 || loop->tasks)) {
+        ret = tlsflow_loop_run_once(loop, -1);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+TLSFLOW_PUBLIC void tlsflow_loop_stop(tlsflow_loop *loop)
+{
+    if (loop)
+        loop->stopped = true;
+}
+
+/* Objects still open are released without their callbacks: no callback may
+ * run outside tlsflow_loop_run*. */
+TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
+{
+    if (!loop)
+        return;
+    /* Closing the ring cancels and waits for every request first. */
+    io_uring_queue_exit(&loop->ring);
+    while (loop->objects.next != &loop->objects) {
+        tf_link *l = loop->objects.next;
+        tf_ring_untrack(l);
+        l->destroy(l);
+    }
+    free(loop->stash);
+    free(loop->plain);
+    free(loop);
+}

@@ -1,0 +1,164 @@
+/* ring/ — the io_uring loop and the flow's data path.  The only layer that
+ * submits I/O and calls the application back. */
+#ifndef TF_RING_H
+#define TF_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "include/tlsflow.h"
+#include "handshake/handshake.h"
+
+/* An operation in flight: user_data of its SQE points here. */
+typedef struct tf_op tf_op;
+typedef void tf_op_fn(tf_op *op, int res, unsigned cqe_flags);
+struct tf_op {
+    tf_op_fn *done;
+    bool      busy;      /* submitted and not yet completed (for multishot: armed) */
+};
+
+/* Deferred work run by the loop after completions: how callbacks are kept out
+ * of the calls that submitted their operations. */
+typedef struct tf_task tf_task;
+struct tf_task {
+    void   (*run)(tf_task *t);
+    tf_task *next;
+    bool     queued;
+};
+
+/* Everything a loop owns, for tlsflow_loop_free: destroy releases an object
+ * without calling anyone back. */
+typedef struct tf_link tf_link;
+struct tf_link {
+    tf_link *prev, *next;
+    void   (*destroy)(tf_link *l);
+};
+
+struct tlsflow_loop {
+    struct io_uring ring;
+    bool     stopped;
+    unsigned live;                /* flows, listeners and connects not yet released */
+    tf_task *tasks, **tasks_tail;
+    struct io_uring_cqe *stash;   /* CQEs reaped while the SQ was full */
+    size_t   nstash, capstash;
+    tf_link  objects;             /* flows and listeners, for loop_free */
+    uint8_t *plain;               /* shared plaintext buffer (one thread, one callback at a time) */
+    size_t   plain_cap;
+    uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
+    uint64_t enters;
+};
+
+/* loop.c */
+struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op);   /* never NULL */
+void tf_ring_sqe_detached(tlsflow_loop *loop, struct io_uring_sqe **out); /* user_data 0: result ignored */
+void tf_ring_defer(tlsflow_loop *loop, tf_task *t);
+void tf_ring_track(tlsflow_loop *loop, tf_link *l);
+void tf_ring_untrack(tf_link *l);
+void tf_ring_cancel(tlsflow_loop *loop, tf_op *op);
+void tf_ring_timeout(tlsflow_loop *loop, tf_op *op, struct __kernel_timespec *ts, unsigned ms);
+
+/* A write request queued on a flow. */
+typedef struct tf_write tf_write;
+struct tf_write {
+    tf_write     *next;
+    tlsflow_cb   *cb;
+    void         *arg;
+    struct iovec *iov;        /* points at inline_iov or heap */
+    int           iovcnt, cur;/* next iovec to encrypt */
+    size_t        cur_off;    /* bytes of iov[cur] already taken */
+    size_t        total;
+    uint64_t      end;        /* tx stream position at which every byte is out */
+    bool          taken;      /* fully encrypted (userspace) / queued (kernel) */
+    int           file_fd;    /* sendfile: the file, else -1 */
+    off_t         file_off;
+    struct iovec  inline_iov[4];
+};
+
+enum tf_flow_state { FLOW_CONNECTING, FLOW_HANDSHAKE, FLOW_OPEN, FLOW_DEAD };
+
+struct tlsflow {
+    tf_link            link;
+    tlsflow_loop      *loop;
+    const tlsflow_config *cfg;
+    int                fd;
+    enum tf_flow_state state;
+    unsigned           refs;        /* 1 for the application + 1 per op in flight + 1 while progressing */
+    bool               freed;
+    tlsflow_error      err;         /* sticky */
+    tf_task            task;
+    tf_session         hs;
+
+    /* opening */
+    tlsflow_cb        *open_cb;
+    void              *open_arg;
+    tf_op              timer_op;
+    struct __kernel_timespec timer_ts;
+
+    /* receive side */
+    tf_buf             in;          /* ciphertext not yet taken by GnuTLS */
+    tf_op              recv_op;
+    bool               rx_eof;      /* TCP FIN seen */
+    int                rx_errno;    /* recv failed with this errno */
+    bool               peer_closed; /* close_notify seen */
+    bool               rx_truncated;/* the peer dropped the connection after our close_notify */
+    tlsflow_cb        *read_cb;
+    void              *read_arg;
+    bool               read_pending;
+
+    gnutls_packet_t    held;        /* a record read while no read was pending */
+    const void        *held_data;
+    size_t             held_len;
+
+    /* send side: GnuTLS appends to `out`; `sending` is in the kernel's hands
+     * and never moves until its send completes */
+    tf_buf             out;
+    tf_buf             sending;
+    tf_op              send_op;
+    uint64_t           tx_sent;     /* stream position: bytes handed to the kernel */
+    tf_write          *wq, **wq_tail;
+    tf_write          *wq_next;     /* first write not yet taken */
+    bool               wr_eof;      /* peer stopped reading: writes give EOF */
+
+    /* closing */
+    tlsflow_cb        *close_cb;
+    void              *close_arg;
+    bool               close_pending, bye_sent, shut_sent;
+    tf_op              shut_op;
+    tf_op              cancel_op;
+
+    /* kernel TLS, per direction */
+    bool               ktls_tx, ktls_rx;
+};
+
+/* flow.c */
+tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd);
+void tf_flow_start_handshake(tlsflow *f, const char *server_name, const char *cache_key,
+                             tlsflow_cb *cb, void *arg);
+void tf_flow_schedule(tlsflow *f);
+void tf_flow_release(tlsflow *f);   /* drop one ref; frees at zero */
+
+/* flow_rx.c / flow_tx.c */
+void tf_flow_rx_progress(tlsflow *f);
+void tf_flow_tx_progress(tlsflow *f);
+void tf_flow_post_recv(tlsflow *f);
+void tf_flow_flush(tlsflow *f);
+void tf_flow_fail(tlsflow *f, tlsflow_error err);
+
+static inline tlsflow_error tf_err(tlsflow_errcode code, int detail)
+{
+    tlsflow_error e = { code, detail };
+    return e;
+}
+
+/* Bytes the kernel wrote through io_uring are invisible to valgrind. */
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define tf_mark_defined(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#else
+#define tf_mark_defined(p, n) ((void)0)
+#endif
+
+#define TF_CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#endif
