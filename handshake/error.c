@@ -62,6 +62,12 @@ TLSFLOW_PUBLIC const char *tlsflow_error_message(tlsflow_error err)
         snprintf(msg, sizeof(msg), "kernel TLS required but unavailable: %s (errno %d)",
                  strerror_r(err.detail, ebuf, sizeof(ebuf)), err.detail);
         return msg;
+    case TLSFLOW_E_REKEY:
+        snprintf(msg, sizeof(msg),
+                 "the TLS key had to change and this kernel cannot take a new one (TLS 1.3 "
+                 "rekey needs Linux 6.14 or later): %s (errno %d)",
+                 strerror_r(err.detail, ebuf, sizeof(ebuf)), err.detail);
+        return msg;
     case TLSFLOW_E_RESOLVE:
         snprintf(msg, sizeof(msg), "host name lookup failed: %s", gai_strerror(err.detail));
         return msg;

@@ -69,6 +69,8 @@ typedef struct tf_session {
     char            *cache_key;
     bool             ticket_saved;
     bool             handshake_done;
+    bool             whole_records;  /* pull hands GnuTLS only complete records */
+    tf_buf          *post_out;       /* handshake messages GnuTLS sends after the handshake */
     char             alpn[64];
 } tf_session;
 
@@ -89,5 +91,18 @@ ssize_t tf_hs_send(tf_session *hs, const void *buf, size_t len);
 int     tf_hs_bye(tf_session *hs);
 bool    tf_hs_has_pending(const tf_session *hs);
 void    tf_hs_note_ticket(tf_session *hs);
+
+/* post.c: post-handshake messages with the receive key in the kernel */
+typedef struct {
+    bool key_update;          /* the peer changed its sending key */
+    bool update_requested;    /* ... and asks us to change ours */
+} tf_post_event;
+void   tf_hs_kernel_rx_begin(tf_session *hs, tf_buf *post_out);
+void   tf_hs_whole_records(tf_session *hs, bool on);
+/* Length of the complete records at the start of p; *missing: bytes the next
+ * record still lacks (header included). */
+size_t tf_hs_whole_prefix(const uint8_t *p, size_t len, size_t *missing);
+int    tf_hs_feed_handshake(tf_session *hs, const uint8_t *msg, size_t len, tf_post_event *ev);
+int    tf_hs_request_key_update_reply(tf_session *hs);
 
 #endif

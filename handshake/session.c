@@ -13,14 +13,18 @@ static ssize_t pull(gnutls_transport_ptr_t ptr, void *buf, size_t n)
 {
     tf_session *hs = ptr;
 
-    if (hs->in->len == 0) {
+    size_t avail = hs->in->len, missing;
+
+    if (hs->whole_records)
+        avail = tf_hs_whole_prefix(tf_buf_head(hs->in), hs->in->len, &missing);
+    if (avail == 0) {
         if (*hs->in_eof)
             return 0;
         gnutls_transport_set_errno(hs->s, EAGAIN);
         return -1;
     }
-    if (n > hs->in->len)
-        n = hs->in->len;
+    if (n > avail)
+        n = avail;
     memcpy(buf, tf_buf_head(hs->in), n);
     tf_buf_consume(hs->in, n);
     return (ssize_t)n;

@@ -46,6 +46,7 @@ typedef enum {                 /* tlsflow_error.code; 0 means no error */
     TLSFLOW_E_CANCELED,        /* the flow was freed with the operation pending */
     TLSFLOW_E_KTLS_UNAVAILABLE,/* TLSFLOW_KTLS_REQUIRE and the kernel could not take the keys: detail = errno */
     TLSFLOW_E_RESOLVE,         /* the host name did not resolve: detail = getaddrinfo's EAI_* code */
+    TLSFLOW_E_REKEY,           /* a key had to change and this kernel cannot take a new one: detail = errno */
 } tlsflow_errcode;
 
 typedef struct { tlsflow_errcode code; int detail; } tlsflow_error;

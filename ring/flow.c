@@ -28,6 +28,11 @@ static void destroy(tf_link *l)
     tf_buf_free(&f->in);
     tf_buf_free(&f->out);
     tf_buf_free(&f->sending);
+    tf_buf_free(&f->post_out);
+    if (f->pipe_fd[0] > 0) {
+        close(f->pipe_fd[0]);
+        close(f->pipe_fd[1]);
+    }
     if (f->fd >= 0)
         close(f->fd);
     free(f);
@@ -141,6 +146,7 @@ static void open_failed(tlsflow *f, tlsflow_error err)
 
 static void handshake_progress(tlsflow *f)
 {
+    tlsflow_error err;
     tlsflow_cb *cb;
     int ret;
 
@@ -152,19 +158,41 @@ static void handshake_progress(tlsflow *f)
         open_failed(f, tf_err(TLSFLOW_E_SYSTEM, f->rx_errno));
         return;
     }
-    ret = tf_hs_handshake(&f->hs);
-    if (ret == GNUTLS_E_AGAIN) {
-        tf_flow_flush(f);
-        tf_flow_post_recv(f);
-        return;
+    if (!f->hs.handshake_done) {
+        ret = tf_hs_handshake(&f->hs);
+        if (ret == GNUTLS_E_AGAIN) {
+            tf_flow_flush(f);
+            tf_flow_post_recv(f, 0);
+            return;
+        }
+        if (ret < 0) {
+            open_failed(f, tf_hs_error(&f->hs, ret));
+            return;
+        }
+        stop_timer(f);
+        err = tf_flow_ktls_plan(f);
+        if (err.code) {
+            open_failed(f, err);
+            return;
+        }
     }
-    if (ret < 0) {
-        open_failed(f, tf_hs_error(&f->hs, ret));
-        return;
-    }
-    stop_timer(f);
-    f->state = FLOW_OPEN;
+    /* The kernel takes the send key once our last userspace record is out. */
     tf_flow_flush(f);
+    if (f->ktls_tx_pending) {
+        if (f->send_op.busy || f->sending.len || f->out.len)
+            return;               /* send_done brings us back */
+        if (!tf_flow_ktls_tx_switch(f)) {
+            open_failed(f, f->err);
+            return;
+        }
+    }
+    /* The receive key, when no record is half-read in userspace; otherwise
+     * the receive side switches at the next record boundary. */
+    if (f->ktls_rx_pending && f->in.len == 0 && !f->recv_op.busy && !tf_flow_ktls_rx_switch(f)) {
+        open_failed(f, f->err);
+        return;
+    }
+    f->state = FLOW_OPEN;
     cb = f->open_cb;
     f->open_cb = NULL;
     deliver(f, cb, f->open_arg, TLSFLOW_OK, NULL, 0, f->err);
@@ -334,6 +362,7 @@ TLSFLOW_PUBLIC void tlsflow_free(tlsflow *f)
     tf_ring_cancel(f->loop, &f->recv_op);
     tf_ring_cancel(f->loop, &f->send_op);
     tf_ring_cancel(f->loop, &f->shut_op);
+    tf_ring_cancel(f->loop, &f->splice_op);
     if (f->read_pending || f->wq || f->close_pending)
         tf_flow_schedule(f);
     tf_flow_release(f);

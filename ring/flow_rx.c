@@ -24,9 +24,10 @@ static void recv_done(tf_op *op, int res, unsigned flags)
     tf_flow_release(f);
 }
 
-void tf_flow_post_recv(tlsflow *f)
+void tf_flow_post_recv(tlsflow *f, size_t max)
 {
     struct io_uring_sqe *sqe;
+    size_t room;
 
     if (f->recv_op.busy || f->rx_eof || f->rx_errno || f->freed)
         return;
@@ -34,11 +35,16 @@ void tf_flow_post_recv(tlsflow *f)
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
         return;
     }
+    room = tf_buf_room(&f->in);
+    if (max && room > max)
+        room = max;
     f->recv_op.done = recv_done;
     sqe = tf_ring_sqe(f->loop, &f->recv_op);
-    io_uring_prep_recv(sqe, f->fd, tf_buf_tail(&f->in), tf_buf_room(&f->in), 0);
+    io_uring_prep_recv(sqe, f->fd, tf_buf_tail(&f->in), room, 0);
     f->refs++;
 }
+
+static void user_rx_progress(tlsflow *f);
 
 static void hand_over(tlsflow *f, const void *data, size_t len)
 {
@@ -73,7 +79,75 @@ static void end_of_stream(tlsflow *f, tlsflow_error err)
     tf_flow_fail(f, err);
 }
 
+/* Plaintext straight from the kernel: `in` holds it, control records were
+ * handled as they came. */
+static void kernel_rx_progress(tlsflow *f)
+{
+    for (;;) {
+        if (f->err.code || f->freed)
+            return;
+        if (f->in.len) {
+            if (!f->read_pending)
+                return;               /* held until the application reads */
+            f->read_pending = false;
+            {
+                tlsflow_result r = { TLSFLOW_OK, tf_buf_head(&f->in), f->in.len, { 0, 0 } };
+                size_t n = f->in.len;
+                f->read_cb(f, &r, f->read_arg);
+                tf_buf_consume(&f->in, n);
+            }
+            continue;
+        }
+        if (f->peer_closed) {
+            if (f->read_pending) {
+                tlsflow_result r = { TLSFLOW_EOF, NULL, 0, { 0, 0 } };
+                f->read_pending = false;
+                f->read_cb(f, &r, f->read_arg);
+                continue;
+            }
+            return;
+        }
+        if (f->rx_truncated) {
+            if (f->read_pending)
+                end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
+            return;
+        }
+        if (!f->read_pending && !f->close_pending)
+            return;
+        if (f->rx_eof) {              /* the kernel reports a cut record as a plain 0 */
+            end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
+            return;
+        }
+        if (f->rx_errno) {
+            end_of_stream(f, transport_error(f));
+            return;
+        }
+        tf_flow_krx_post(f);
+        return;
+    }
+}
+
+/* The receive key waits for a record boundary: nothing left in userspace. */
+static bool at_boundary(tlsflow *f)
+{
+    size_t missing = 0;
+
+    if (f->in.len == 0)
+        return true;
+    tf_hs_whole_prefix(tf_buf_head(&f->in), f->in.len, &missing);
+    tf_flow_post_recv(f, missing);   /* exactly the rest of this record */
+    return false;
+}
+
 void tf_flow_rx_progress(tlsflow *f)
+{
+    if (f->ktls_rx)
+        kernel_rx_progress(f);
+    else
+        user_rx_progress(f);
+}
+
+static void user_rx_progress(tlsflow *f)
 {
     gnutls_packet_t pkt;
     const void *data;
@@ -132,7 +206,14 @@ void tf_flow_rx_progress(tlsflow *f)
         /* GnuTLS may have answered something (a KeyUpdate) on its own. */
         tf_flow_flush(f);
         if (ret == GNUTLS_E_AGAIN) {
-            tf_flow_post_recv(f);
+            if (!f->ktls_rx_pending) {
+                tf_flow_post_recv(f, 0);
+                return;
+            }
+            if (f->recv_op.busy || !at_boundary(f))
+                return;
+            if (tf_flow_ktls_rx_switch(f))
+                kernel_rx_progress(f);
             return;
         }
         end_of_stream(f, tf_hs_error(&f->hs, (int)ret));

@@ -179,9 +179,13 @@ static void close_progress(tlsflow *f)
     if (!f->bye_sent) {
         if (f->wq)
             return;                /* pending writes go first */
-        f->bye_sent = true;
-        if (!f->wr_eof && tf_hs_bye(&f->hs) < 0 && f->out.len == 0)
+        if (f->ktls_tx) {
+            if (!f->wr_eof && !tf_flow_ktx_close(f))
+                return;            /* a send in flight: its completion brings us back */
+        } else if (!f->wr_eof && tf_hs_bye(&f->hs) < 0 && f->out.len == 0) {
             f->wr_eof = true;      /* nothing to say: the send side is gone */
+        }
+        f->bye_sent = true;
         tf_flow_flush(f);
     }
     if (!f->shut_sent) {
@@ -204,6 +208,18 @@ void tf_flow_tx_progress(tlsflow *f)
 {
     if (f->err.code || f->freed)
         return;
+    if (f->ktls_tx) {
+        tf_flow_ktx_progress(f);   /* gives queued writes their positions, sends */
+        complete_writes(f);
+        if (f->err.code || f->freed)
+            return;
+        close_progress(f);
+        return;
+    }
+    if (f->ktls_tx_pending) {      /* opening: nothing new until the switch */
+        tf_flow_flush(f);
+        return;
+    }
     if (!f->wr_eof && !encrypt_writes(f))
         return;
     tf_flow_flush(f);

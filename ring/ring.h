@@ -6,6 +6,9 @@
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#define TF_KTX_IOV 64
 
 #include "include/tlsflow.h"
 #include "handshake/handshake.h"
@@ -128,8 +131,33 @@ struct tlsflow {
     tf_op              cancel_op;
 
     /* kernel TLS, per direction */
-    bool               ktls_tx, ktls_rx;
+    bool               ktls_tx, ktls_rx;           /* the kernel holds the key */
+    bool               ktls_tx_pending, ktls_rx_pending; /* switch when at a record boundary */
+    bool               ulp_attached;
+    bool               tx_rekey_pending;           /* new TX key after our KeyUpdate is out */
+    struct msghdr      krx_msg;
+    struct iovec       krx_iov;
+    union { struct cmsghdr h; uint8_t b[CMSG_SPACE(1)]; } krx_cmsg;
+    struct msghdr      ktx_msg;
+    struct iovec       ktx_iov[TF_KTX_IOV];
+    union { struct cmsghdr h; uint8_t b[CMSG_SPACE(1)]; } ktx_cmsg;
+    int                ktx_kind;                   /* what the send in flight carries */
+    tf_buf             post_out;                   /* handshake messages for the peer */
+    uint64_t           tx_pos;                     /* kernel: stream position given to writes */
+    uint64_t           tx_records, tx_record_limit;
+    int                pipe_fd[2];                 /* sendfile: file -> pipe -> socket */
+    size_t             pipe_len;
+    tf_op              splice_op;
 };
+
+/* flow_ktls.c: the kernel's side of a flow */
+enum { KTX_DATA = 1, KTX_HANDSHAKE, KTX_ALERT, KTX_SPLICE };
+tlsflow_error tf_flow_ktls_plan(tlsflow *f);
+bool tf_flow_ktls_tx_switch(tlsflow *f);   /* false: the flow failed */
+bool tf_flow_ktls_rx_switch(tlsflow *f);
+void tf_flow_krx_post(tlsflow *f);
+void tf_flow_ktx_progress(tlsflow *f);
+bool tf_flow_ktx_close(tlsflow *f);       /* sends close_notify; false while not possible */
 
 /* flow.c */
 tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd);
@@ -141,7 +169,7 @@ void tf_flow_release(tlsflow *f);   /* drop one ref; frees at zero */
 /* flow_rx.c / flow_tx.c */
 void tf_flow_rx_progress(tlsflow *f);
 void tf_flow_tx_progress(tlsflow *f);
-void tf_flow_post_recv(tlsflow *f);
+void tf_flow_post_recv(tlsflow *f, size_t max);   /* max 0: as much as fits */
 void tf_flow_flush(tlsflow *f);
 void tf_flow_fail(tlsflow *f, tlsflow_error err);
 

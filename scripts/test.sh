@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Sets up and runs every tlsflow test lane.
+#   scripts/test.sh [lane...]    lanes: build tests sanitize valgrind fuzz vm (default: all)
+# Build trees: _build/release, _build/asan.  Exits non-zero when any lane fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+lanes=("$@")
+[[ ${#lanes[@]} -eq 0 || "${lanes[0]}" == all ]] && lanes=(build tests sanitize valgrind fuzz vm)
+has() { local l; for l in "${lanes[@]}"; do [[ "$l" == "$1" ]] && return 0; done; return 1; }
+
+sets="build test"
+has vm && sets+=" vm"
+has fuzz && sets+=" test"
+scripts/deps.sh $sets
+
+jobs=$(nproc)
+rel=$root/_build/release
+asan=$root/_build/asan
+failed=()
+lane() {   # lane NAME CMD...: runs one lane, records its failure, goes on
+    local name=$1; shift
+    local t0=$SECONDS
+    echo "=== lane $name ==="
+    if "$@"; then
+        echo "=== lane $name: ok ($((SECONDS - t0)) s) ==="
+    else
+        echo "=== lane $name: FAILED ($((SECONDS - t0)) s) ==="
+        failed+=("$name")
+    fi
+}
+
+configure() {   # configure DIR [cmake args]
+    local dir=$1; shift
+    cmake -S "$root" -B "$dir" -DTLSFLOW_WERROR=ON "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs"
+}
+
+run_ctest() {   # run_ctest DIR LABEL-REGEX
+    (cd "$1" && ctest --output-on-failure -j"$jobs" -L "$2" --timeout 300)
+}
+
+lane build configure "$rel" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+has tests && lane tests run_ctest "$rel" 'unit|interop'
+if has sanitize; then
+    lane sanitize-build configure "$asan" -DCMAKE_BUILD_TYPE=Debug -DTLSFLOW_SANITIZE=ON
+    lane sanitize env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_ctest "$asan" 'unit|interop'
+fi
+has valgrind && lane valgrind scripts/valgrind.sh "$rel"
+if has fuzz && [[ -x tests/fuzz/run.sh ]]; then
+    lane fuzz tests/fuzz/run.sh --build-dir "$root/_build/fuzz" --seconds 20
+fi
+if has vm && [[ -x tests/vm/run.sh ]]; then
+    lane vm tests/vm/run.sh --build-dir "$rel" --kernel all
+fi
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "FAILED lanes: ${failed[*]}"
+    exit 1
+fi
+echo "all lanes passed"
