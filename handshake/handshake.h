@@ -70,6 +70,7 @@ typedef struct tf_session {
     bool             ticket_saved;
     bool             handshake_done;
     bool             whole_records;  /* pull hands GnuTLS only complete records */
+    size_t           granted;        /* bytes of the record being read that GnuTLS may take */
     tf_buf          *post_out;       /* handshake messages GnuTLS sends after the handshake */
     char             alpn[64];
 } tf_session;

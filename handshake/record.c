@@ -53,8 +53,13 @@ ssize_t tf_hs_recv_packet(tf_session *hs, gnutls_packet_t *pkt, const void **dat
     ssize_t ret;
 
     for (;;) {
+        size_t before = hs->in->len;
         ret = gnutls_record_recv_packet(hs->s, pkt);
         if (ret == GNUTLS_E_INTERRUPTED || ret == GNUTLS_E_WARNING_ALERT_RECEIVED)
+            continue;
+        /* A post-handshake message (NewSessionTicket) was taken: GnuTLS says
+         * AGAIN though more records may wait in `in`. */
+        if (ret == GNUTLS_E_AGAIN && hs->in->len < before)
             continue;
         /* A TLS 1.2 peer asking to renegotiate: refused by not answering;
          * GnuTLS has already sent no_renegotiation where it applies. */

@@ -15,8 +15,13 @@ static ssize_t pull(gnutls_transport_ptr_t ptr, void *buf, size_t n)
 
     size_t avail = hs->in->len, missing;
 
-    if (hs->whole_records)
-        avail = tf_hs_whole_prefix(tf_buf_head(hs->in), hs->in->len, &missing);
+    /* Whole records only: a record is granted once it is all here, and GnuTLS
+     * then reads it (header, then body) from the grant. */
+    if (hs->whole_records) {
+        if (hs->granted == 0 && tf_hs_whole_prefix(tf_buf_head(hs->in), hs->in->len, &missing))
+            hs->granted = 5 + ((size_t)tf_buf_head(hs->in)[3] << 8 | tf_buf_head(hs->in)[4]);
+        avail = hs->granted;
+    }
     if (avail == 0) {
         if (*hs->in_eof)
             return 0;
@@ -25,6 +30,8 @@ static ssize_t pull(gnutls_transport_ptr_t ptr, void *buf, size_t n)
     }
     if (n > avail)
         n = avail;
+    if (hs->whole_records)
+        hs->granted -= n;
     memcpy(buf, tf_buf_head(hs->in), n);
     tf_buf_consume(hs->in, n);
     return (ssize_t)n;
@@ -273,6 +280,7 @@ tlsflow_error tf_hs_error(const tf_session *hs, int ret)
             e.detail = GNUTLS_CERT_INVALID;
         break;
     case GNUTLS_E_NO_CERTIFICATE_FOUND:
+    case GNUTLS_E_CERTIFICATE_REQUIRED:
         e.code = TLSFLOW_E_CERTIFICATE;
         e.detail = GNUTLS_CERT_INVALID;
         break;

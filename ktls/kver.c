@@ -41,8 +41,9 @@ static void read_kver(void)
 {
     struct utsname u;
 
-    if (uname(&u) == 0 && tf_ktls_kver_parse(u.release, &kmajor, &kminor) < 0)
-        kmajor = kminor = 0;
+    /* On failure both stay 0: no rekey, the safe answer. */
+    if (uname(&u) == 0)
+        tf_ktls_kver_parse(u.release, &kmajor, &kminor);
 }
 
 static int at_least(unsigned major, unsigned minor)

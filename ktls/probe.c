@@ -2,7 +2,9 @@
  * process on throw-away loopback TCP pairs: TCP_ULP "tls", then TLS_TX and
  * TLS_RX with a zero key for every version x cipher, each on a fresh pair
  * (a socket takes one key per direction).  Results are 0 or -errno and never
- * change afterwards.  No version parsing here: see kver.c for that. */
+ * change afterwards.  No version parsing here: see kver.c for that.
+ * ENOENT from TCP_ULP also covers "tls.ko not loaded": the kernel autoloads
+ * the module only for a caller with CAP_NET_ADMIN. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>

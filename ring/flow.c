@@ -67,6 +67,9 @@ void tf_flow_release(tlsflow *f)
 
 void tf_flow_schedule(tlsflow *f)
 {
+    if (f->task.queued)
+        return;
+    f->refs++;   /* the queued task holds the flow */
     tf_ring_defer(f->loop, &f->task);
 }
 
@@ -144,6 +147,38 @@ static void open_failed(tlsflow *f, tlsflow_error err)
     tf_flow_release(f);   /* the reference the application would have held */
 }
 
+/* Records that came right behind the handshake (a GnuTLS server sends its
+ * NewSessionTickets with its Finished) go through GnuTLS before the receive
+ * key moves to the kernel; the first data record waits as the held one. */
+static bool drain_before_switch(tlsflow *f)
+{
+    gnutls_packet_t pkt;
+    const void *data;
+    size_t len;
+    ssize_t ret;
+
+    while (f->in.len && !f->held) {
+        pkt = NULL;
+        ret = tf_hs_recv_packet(&f->hs, &pkt, &data, &len);
+        if (ret > 0) {
+            f->held = pkt;
+            f->held_data = data;
+            f->held_len = len;
+            return true;
+        }
+        tf_hs_packet_free(pkt);
+        if (ret == GNUTLS_E_AGAIN)
+            return true;          /* part of a record: the receive side finishes it */
+        if (ret == 0) {
+            f->peer_closed = true;
+            return true;
+        }
+        f->err = tf_hs_error(&f->hs, (int)ret);
+        return false;
+    }
+    return true;
+}
+
 static void handshake_progress(tlsflow *f)
 {
     tlsflow_error err;
@@ -165,6 +200,7 @@ static void handshake_progress(tlsflow *f)
             tf_flow_post_recv(f, 0);
             return;
         }
+        tf_trace(f, "handshake: %d", ret);
         if (ret < 0) {
             open_failed(f, tf_hs_error(&f->hs, ret));
             return;
@@ -186,11 +222,18 @@ static void handshake_progress(tlsflow *f)
             return;
         }
     }
+    tf_trace(f, "opening: %zu bytes received past the handshake", f->in.len);
     /* The receive key, when no record is half-read in userspace; otherwise
      * the receive side switches at the next record boundary. */
-    if (f->ktls_rx_pending && f->in.len == 0 && !f->recv_op.busy && !tf_flow_ktls_rx_switch(f)) {
-        open_failed(f, f->err);
-        return;
+    if (f->ktls_rx_pending && !f->recv_op.busy) {
+        if (!drain_before_switch(f)) {
+            open_failed(f, f->err);
+            return;
+        }
+        if (f->ktls_rx_pending && f->in.len == 0 && !f->held && !tf_flow_ktls_rx_switch(f)) {
+            open_failed(f, f->err);
+            return;
+        }
     }
     f->state = FLOW_OPEN;
     cb = f->open_cb;
@@ -202,6 +245,8 @@ static void handshake_progress(tlsflow *f)
 
 static void fail_pending(tlsflow *f)
 {
+    tf_trace(f, "failing pending operations: code %d detail %d%s", f->err.code, f->err.detail,
+             f->freed ? " (freed)" : "");
     tlsflow_error err = f->freed ? tf_err(TLSFLOW_E_CANCELED, 0) : f->err;
     tf_write *w;
 
@@ -251,6 +296,7 @@ static void flow_task(tf_task *t)
         }
     }
     tf_flow_release(f);
+    tf_flow_release(f);   /* the reference taken by tf_flow_schedule */
 }
 
 /* ---- The public calls ---- */

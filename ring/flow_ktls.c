@@ -49,6 +49,7 @@ tlsflow_error tf_flow_ktls_plan(tlsflow *f)
         ret = tf_ktls_probe(version, cipher, TF_KTLS_TX);
     if (ret == 0)
         ret = tf_ktls_probe(version, cipher, TF_KTLS_RX);
+    tf_trace(f, "ktls plan: version %#x cipher %d -> %d", version, cipher, ret);
     if (ret < 0) {
         if (f->cfg->ktls == TLSFLOW_KTLS_REQUIRE)
             return tf_err(TLSFLOW_E_KTLS_UNAVAILABLE, -ret);
@@ -94,6 +95,7 @@ bool tf_flow_ktls_tx_switch(tlsflow *f)
 
     f->ktls_tx_pending = false;
     ret = install(f, TF_KTLS_TX);
+    tf_trace(f, "TX key to the kernel: %d", ret);
     if (ret < 0)
         return switch_failed(f, ret);
     f->ktls_tx = true;
@@ -109,6 +111,7 @@ bool tf_flow_ktls_rx_switch(tlsflow *f)
     f->ktls_rx_pending = false;
     tf_hs_whole_records(&f->hs, false);
     ret = install(f, TF_KTLS_RX);
+    tf_trace(f, "RX key to the kernel: %d", ret);
     if (ret < 0)
         return switch_failed(f, ret);
     f->ktls_rx = true;
@@ -143,6 +146,7 @@ static void control_record(tlsflow *f, int type, const uint8_t *body, size_t len
     tf_ktls_alert alert;
     int ret;
 
+    tf_trace(f, "control record type %d, %zu bytes", type, len);
     switch (type) {
     case TF_REC_ALERT:
         if (tf_ktls_parse_alert(body, len, &alert) < 0)
@@ -171,6 +175,8 @@ static void krx_done(tf_op *op, int res, unsigned flags)
     int type;
 
     (void)flags;
+    tf_trace(f, "kernel recvmsg: %d, record type %d", res,
+             res > 0 ? tf_ktls_record_type_buf(f->krx_cmsg.b, sizeof(f->krx_cmsg.b)) : -1);
     if (res > 0) {
         uint8_t *p = tf_buf_tail(&f->in);
         tf_mark_defined(p, (size_t)res);
@@ -225,6 +231,7 @@ static void ktx_done(tf_op *op, int res, unsigned flags)
     int ret;
 
     (void)flags;
+    tf_trace(f, "kernel send (kind %d): %d", f->ktx_kind, res);
     if (res == -EPIPE || res == -ECONNRESET) {
         f->wr_eof = true;
     } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {

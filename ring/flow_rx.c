@@ -12,6 +12,7 @@ static void recv_done(tf_op *op, int res, unsigned flags)
     tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
 
     (void)flags;
+    tf_trace(f, "recv: %d", res);
     if (res > 0) {
         tf_mark_defined(tf_buf_tail(&f->in), (size_t)res);
         f->in.len += (size_t)res;
@@ -199,6 +200,8 @@ static void user_rx_progress(tlsflow *f)
             continue;
         }
         tf_hs_packet_free(pkt);
+        tf_trace(f, "userspace record read: %zd, %zu bytes left, rx switch pending %d", ret, f->in.len,
+                 f->ktls_rx_pending);
         if (ret == 0) {
             f->peer_closed = true;
             continue;

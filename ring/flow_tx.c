@@ -16,6 +16,7 @@ static void send_done(tf_op *op, int res, unsigned flags)
     tlsflow *f = TF_CONTAINER(op, tlsflow, send_op);
 
     (void)flags;
+    tf_trace(f, "send: %d", res);
     if (res > 0) {
         tf_buf_consume(&f->sending, (size_t)res);
         f->tx_sent += (uint64_t)res;

@@ -1,5 +1,7 @@
 /* The loop: one io_uring, completion dispatch, deferred tasks, timers. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +9,19 @@
 
 #define DEFAULT_DEPTH 256
 #define PLAIN_CAP (64 * 1024)
+
+int tf_trace_on;
+
+void tf_trace_printf(const void *who, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "tlsflow %p: ", who);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
 
 TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
 {
@@ -20,6 +35,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
         depth = DEFAULT_DEPTH;
     if (depth > 32768)
         return -EINVAL;
+    tf_trace_on = getenv("TLSFLOW_TRACE") != NULL;
     loop = calloc(1, sizeof(*loop));
     if (!loop)
         return -ENOMEM;

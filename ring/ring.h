@@ -187,6 +187,12 @@ static inline tlsflow_error tf_err(tlsflow_errcode code, int detail)
 #define tf_mark_defined(p, n) ((void)0)
 #endif
 
+/* TLSFLOW_TRACE=1 in the environment: one line per event on stderr, for
+ * finding out where a flow stands.  Never prints key material. */
+extern int tf_trace_on;
+void tf_trace_printf(const void *who, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define tf_trace(who, ...) do { if (tf_trace_on) tf_trace_printf((who), __VA_ARGS__); } while (0)
+
 #define TF_CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #endif

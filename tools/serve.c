@@ -1,0 +1,342 @@
+/* tlsflow-serve: a TLS echo or static-file server on tlsflow.
+ *
+ * One tlsflow_loop per worker thread, each with its own listener on the same
+ * port (the library sets SO_REUSEPORT, so the kernel spreads connections).  The
+ * main thread only waits for SIGINT/SIGTERM (blocked everywhere, taken with
+ * sigtimedwait) and prints the statistics line; workers poll the stop flag
+ * between rounds of tlsflow_loop_run_once. */
+#include "common.h"
+#include "serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "tlsflow-serve"
+#define ROUND_MS 100        /* how often a worker looks at the stop flag */
+
+static const char usage[] =
+"usage: " PROG " (--cert FILE --key FILE | --self-signed) (--echo | --root DIR) [options]\n"
+"\n"
+"Serves TLS on HOST:PORT with tlsflow; the first line on stdout is\n"
+"\"listening on HOST:PORT\".  SIGINT/SIGTERM stop accepting, send close_notify\n"
+"on every connection and exit 0.\n"
+"\n"
+"  --cert FILE, --key FILE   certificate chain and key (PEM)\n"
+"  --self-signed             make an ECDSA P-256 key and certificate at start\n"
+"  --host H                  address to listen on (default 127.0.0.1)\n"
+"  --port N                  port (default 4433; 0 = any free port)\n"
+"  --echo                    send every byte back\n"
+"  --root DIR                serve DIR's files over HTTP/1.1 (GET, HEAD)\n"
+"  --threads N               worker threads, one loop each (default 1)\n"
+"  --ktls auto|require|off   kernel TLS (default auto)\n"
+"  --priority STR            GnuTLS priority string\n"
+"  --alpn LIST               comma-separated ALPN protocols\n"
+"  --stats-interval S        statistics line on stderr every S seconds (default 5, 0 = off)\n"
+"  --grace S                 seconds to wait for peers' close_notify at exit (default 5)\n"
+"  --zerocopy-ro, --no-pad   kTLS opt-ins (accepted; need library support)\n"
+"  --help, --version\n";
+
+struct worker_slot {
+    struct worker w;
+    pthread_t thread;
+    int index;
+    const tlsflow_config *cfg;
+    const char *host;
+    char port[16];
+    /* start-up hand-shake with the main thread */
+    int ready;             /* 1 listening, -1 failed */
+    int bound_port;
+    atomic_int done;       /* the worker has finished */
+};
+
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t  start_cond = PTHREAD_COND_INITIALIZER;
+static unsigned grace_s = 5;
+
+static void set_ready(struct worker_slot *s, int ready)
+{
+    pthread_mutex_lock(&start_lock);
+    s->ready = ready;
+    pthread_cond_broadcast(&start_cond);
+    pthread_mutex_unlock(&start_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker_slot *s = arg;
+    struct worker *w = &s->w;
+    tlsflow_listener *lst = NULL;
+    int ret = tlsflow_loop_new(&w->loop, 0);
+
+    if (ret < 0) {
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_new: %s\n", s->index, strerror(-ret));
+        set_ready(s, -1);
+        return NULL;
+    }
+    ret = tlsflow_listen(w->loop, s->cfg, s->host, s->port, tf_serve_accept, w, &lst);
+    if (ret < 0) {
+        fprintf(stderr, PROG ": thread %d: listen on %s:%s: %s%s\n", s->index, s->host, s->port,
+                strerror(-ret), s->index > 0 && ret == -EADDRINUSE
+                    ? " (the library did not set SO_REUSEPORT on the listening socket)" : "");
+        tlsflow_loop_free(w->loop);
+        w->loop = NULL;
+        set_ready(s, -1);
+        return NULL;
+    }
+    s->bound_port = tlsflow_listener_port(lst);
+    set_ready(s, 1);
+
+    while (!atomic_load(&tf_serve_stop)) {
+        ret = tlsflow_loop_run_once(w->loop, ROUND_MS);
+        if (ret < 0 && ret != -EINTR && ret != -ETIME) {
+            fprintf(stderr, PROG ": thread %d: tlsflow_loop_run_once: %s\n", s->index, strerror(-ret));
+            break;
+        }
+    }
+
+    /* Shutdown: no new connections, close_notify everywhere, wait a while for
+     * the peers' close, then drop what is left. */
+    tlsflow_listener_close(lst);
+    double deadline = tf_now_s() + grace_s;
+    while (tf_serve_close_all(w) > 0 && tf_now_s() < deadline &&
+           atomic_load(&tf_serve_stop) < 2)
+        tlsflow_loop_run_once(w->loop, ROUND_MS);
+    tf_serve_kill_all(w);
+    for (int i = 0; i < 10 && w->conns; i++)   /* let cancellations call back */
+        tlsflow_loop_run_once(w->loop, 10);
+    tlsflow_loop_free(w->loop);
+    w->loop = NULL;
+    tf_serve_release_all(w);
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+static int wait_ready(struct worker_slot *s)
+{
+    pthread_mutex_lock(&start_lock);
+    while (s->ready == 0)
+        pthread_cond_wait(&start_cond, &start_lock);
+    int r = s->ready;
+    pthread_mutex_unlock(&start_lock);
+    return r;
+}
+
+static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
+{
+    unsigned long long acc = 0, fail = 0, act = 0, req = 0, in = 0, out = 0, tx = 0, rx = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct serve_stats *st = &slots[i].w.stats;
+        acc += atomic_load(&st->accepted);
+        fail += atomic_load(&st->failed);
+        act += atomic_load(&st->active);
+        req += atomic_load(&st->requests);
+        in += atomic_load(&st->bytes_in);
+        out += atomic_load(&st->bytes_out);
+        tx += atomic_load(&st->ktls_tx);
+        rx += atomic_load(&st->ktls_rx);
+    }
+    fprintf(stderr, PROG ": %.0fs connections %llu open / %llu total / %llu failed handshakes,"
+            " %llu requests, in %.1f MB, out %.1f MB, kTLS tx %.0f%% rx %.0f%% of open flows\n",
+            elapsed, act, acc, fail, req, (double)in / 1e6, (double)out / 1e6,
+            act ? 100.0 * (double)tx / (double)act : 0.0,
+            act ? 100.0 * (double)rx / (double)act : 0.0);
+}
+
+enum { OPT_CERT = 256, OPT_KEY, OPT_SELF, OPT_HOST, OPT_PORT, OPT_ECHO, OPT_ROOT, OPT_THREADS,
+       OPT_KTLS, OPT_PRIO, OPT_ALPN, OPT_ZC, OPT_NOPAD, OPT_STATS, OPT_GRACE, OPT_HELP,
+       OPT_VERSION };
+
+static const struct option long_opts[] = {
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"self-signed", no_argument, NULL, OPT_SELF},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"echo", no_argument, NULL, OPT_ECHO},
+    {"root", required_argument, NULL, OPT_ROOT},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"ktls", required_argument, NULL, OPT_KTLS},
+    {"priority", required_argument, NULL, OPT_PRIO},
+    {"alpn", required_argument, NULL, OPT_ALPN},
+    {"zerocopy-ro", no_argument, NULL, OPT_ZC},
+    {"no-pad", no_argument, NULL, OPT_NOPAD},
+    {"stats-interval", required_argument, NULL, OPT_STATS},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+int main(int argc, char **argv)
+{
+    struct tf_tls_opts tls = {0};
+    struct serve_opts opts = {.mode = SERVE_ECHO, .root_fd = -1};
+    const char *host = "127.0.0.1", *port = "4433", *root = NULL;
+    unsigned long threads = 1, stats_interval = 5, v;
+    int self_signed = 0, echo = 0, zerocopy = 0, nopad = 0, ret = 1, opt;
+    char ss_dir[PATH_MAX] = "", ss_cert[PATH_MAX], ss_key[PATH_MAX];
+    tlsflow_config *cfg = NULL;
+    struct worker_slot *slots = NULL;
+    unsigned started = 0;
+
+    while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_CERT: tls.cert = optarg; break;
+        case OPT_KEY: tls.key = optarg; break;
+        case OPT_SELF: self_signed = 1; break;
+        case OPT_HOST: host = optarg; break;
+        case OPT_PORT:
+            if (tf_parse_ulong(optarg, 0, 65535, &v) < 0)
+                goto bad;
+            port = optarg;
+            break;
+        case OPT_ECHO: echo = 1; break;
+        case OPT_ROOT: root = optarg; break;
+        case OPT_THREADS:
+            if (tf_parse_ulong(optarg, 1, 1024, &threads) < 0)
+                goto bad;
+            break;
+        case OPT_KTLS:
+            if (tf_parse_ktls(optarg, &tls.ktls) < 0)
+                goto bad;
+            break;
+        case OPT_PRIO: tls.priority = optarg; break;
+        case OPT_ALPN: tls.alpn = optarg; break;
+        case OPT_ZC: zerocopy = 1; break;
+        case OPT_NOPAD: nopad = 1; break;
+        case OPT_STATS:
+            if (tf_parse_ulong(optarg, 0, 86400, &stats_interval) < 0)
+                goto bad;
+            break;
+        case OPT_GRACE:
+            if (tf_parse_ulong(optarg, 0, 3600, &v) < 0)
+                goto bad;
+            grace_s = (unsigned)v;
+            break;
+        case 'h':
+        case OPT_HELP: fputs(usage, stdout); return 0;
+        case OPT_VERSION: printf(PROG " %s\n", tlsflow_version()); return 0;
+        default: goto bad;
+        }
+    }
+    if (optind != argc || echo == !!root || self_signed == !!tls.cert ||
+        (tls.key && !tls.cert)) {
+        fprintf(stderr, PROG ": need one of --echo/--root and one of --cert/--self-signed\n");
+        goto bad;
+    }
+    if (zerocopy)
+        fprintf(stderr, PROG ": --zerocopy-ro: accepted but not applied: the library has no API"
+                " for TLS_TX_ZEROCOPY_RO yet\n");
+    if (nopad)
+        fprintf(stderr, PROG ": --no-pad: accepted but not applied: the library has no API"
+                " for TLS_RX_EXPECT_NO_PAD yet\n");
+    if (root) {
+        opts.mode = SERVE_HTTP;
+        opts.root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (opts.root_fd < 0) {
+            fprintf(stderr, PROG ": --root %s: %s\n", root, strerror(errno));
+            return 1;
+        }
+    }
+    if (self_signed) {
+        if (tf_self_signed(host, ss_dir, ss_cert, ss_key) < 0)
+            goto out;
+        tls.cert = ss_cert;
+        tls.key = ss_key;
+        fprintf(stderr, PROG ": self-signed certificate in %s\n", ss_cert);
+    }
+    if (tf_tool_config(&cfg, TLSFLOW_SERVER, &tls) < 0)
+        goto out;
+
+    /* Signals go to the main thread only: block them before any thread starts. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    slots = calloc(threads, sizeof(*slots));
+    if (!slots)
+        goto out;
+    for (unsigned i = 0; i < threads; i++) {
+        struct worker_slot *s = &slots[i];
+        s->index = (int)i;
+        s->cfg = cfg;
+        s->host = host;
+        s->w.opts = &opts;
+        /* the first worker picks the port (0 = any), the others join it */
+        snprintf(s->port, sizeof(s->port), "%s", i == 0 ? port : slots[0].port);
+        if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
+            fprintf(stderr, PROG ": pthread_create failed\n");
+            atomic_store(&tf_serve_stop, 2);
+            break;
+        }
+        started++;
+        if (wait_ready(s) < 0) {
+            atomic_store(&tf_serve_stop, 2);
+            break;
+        }
+        if (i == 0)
+            snprintf(s->port, sizeof(s->port), "%d", s->bound_port);
+    }
+    if (atomic_load(&tf_serve_stop))
+        goto join;
+
+    printf("listening on %s:%d\n", host, slots[0].bound_port);
+    fflush(stdout);
+
+    double start = tf_now_s(), next_stats = start + (double)stats_interval;
+    int signals = 0;
+    for (;;) {
+        double now = tf_now_s();
+        double wait = stats_interval && !signals ? next_stats - now : 0.2;
+        if (wait < 0)
+            wait = 0;
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig > 0) {
+            signals++;
+            atomic_store(&tf_serve_stop, signals > 1 ? 2 : 1);
+        }
+        if (signals) {
+            unsigned done = 0;
+            for (unsigned i = 0; i < started; i++)
+                done += (unsigned)atomic_load(&slots[i].done);
+            if (done == started)
+                break;
+            continue;
+        }
+        if (stats_interval && tf_now_s() >= next_stats) {
+            print_stats(slots, started, tf_now_s() - start);
+            next_stats += (double)stats_interval;
+        }
+    }
+    if (stats_interval)
+        print_stats(slots, started, tf_now_s() - start);
+    ret = 0;
+join:
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(slots[i].thread, NULL);
+out:
+    free(slots);
+    if (cfg)
+        tlsflow_config_free(cfg);
+    if (*ss_dir)
+        tf_self_signed_cleanup(ss_dir, ss_cert, ss_key);
+    if (opts.root_fd >= 0)
+        close(opts.root_fd);
+    return ret;
+bad:
+    fputs(usage, stderr);
+    return 2;
+}
