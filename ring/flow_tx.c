@@ -10,6 +10,7 @@
 
 #define RECORD_MAX (16 * 1024)
 #define TX_BATCH (256 * 1024)   /* ciphertext produced ahead of the kernel */
+#define FILE_CHUNK (128 * 1024) /* file bytes read per pread */
 
 static void send_done(tf_op *op, int res, unsigned flags)
 {
@@ -63,7 +64,8 @@ static void free_write(tf_write *w)
     free(w);
 }
 
-/* Reads the next piece of a sendfile write into the loop's shared buffer. */
+/* Reads the next piece of a sendfile write into the loop's shared buffer:
+ * used at once, by one flow at a time. */
 static ssize_t file_chunk(tlsflow *f, tf_write *w, const void **p)
 {
     tlsflow_loop *loop = f->loop;
@@ -71,10 +73,10 @@ static ssize_t file_chunk(tlsflow *f, tf_write *w, const void **p)
     ssize_t n;
 
     if (!loop->plain) {
-        loop->plain = malloc(RECORD_MAX);
+        loop->plain = malloc(FILE_CHUNK);
         if (!loop->plain)
             return -ENOMEM;
-        loop->plain_cap = RECORD_MAX;
+        loop->plain_cap = FILE_CHUNK;
     }
     if (want > loop->plain_cap)
         want = loop->plain_cap;
@@ -105,12 +107,16 @@ static bool encrypt_writes(tlsflow *f)
                     tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, (int)-ret));
                     return false;
                 }
-                ret = tf_hs_send(&f->hs, p, (size_t)ret);
-                if (ret < 0) {
-                    tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
-                    return false;
+                for (size_t off = 0, len = (size_t)ret; off < len;) {
+                    n = len - off < RECORD_MAX ? len - off : RECORD_MAX;
+                    ret = tf_hs_send(&f->hs, (const char *)p + off, n);
+                    if (ret < 0) {
+                        tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
+                        return false;
+                    }
+                    off += (size_t)ret;
+                    w->cur_off += (size_t)ret;
                 }
-                w->cur_off += (size_t)ret;
                 continue;
             }
         } else if (w->cur == w->iovcnt) {
@@ -205,6 +211,15 @@ static void close_progress(tlsflow *f)
     f->close_cb(f, &r, f->close_arg);
 }
 
+/* An idle flow keeps no send buffer. */
+static void release_idle_buffers(tlsflow *f)
+{
+    if (f->wq || f->send_op.busy || f->sending.len || f->out.len)
+        return;
+    tf_buf_free(&f->sending);
+    tf_buf_free(&f->out);
+}
+
 void tf_flow_tx_progress(tlsflow *f)
 {
     if (f->err.code || f->freed)
@@ -224,8 +239,12 @@ void tf_flow_tx_progress(tlsflow *f)
     if (!f->wr_eof && !encrypt_writes(f))
         return;
     tf_flow_flush(f);
+    /* The next batch is encrypted while the kernel takes this one. */
+    if (!f->wr_eof && !encrypt_writes(f))
+        return;
     complete_writes(f);
     if (f->err.code || f->freed)
         return;
     close_progress(f);
+    release_idle_buffers(f);
 }
