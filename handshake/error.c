@@ -21,7 +21,7 @@ static const char *certificate_reason(int status)
 
 TLSFLOW_PUBLIC const char *tlsflow_error_message(tlsflow_error err)
 {
-    const char *name;
+    const char *name, *sname;
     char ebuf[128];
 
     if (err.code == 0)
@@ -35,11 +35,14 @@ TLSFLOW_PUBLIC const char *tlsflow_error_message(tlsflow_error err)
         snprintf(msg, sizeof(msg), "TLS error: %s (GnuTLS %d)", gnutls_strerror(err.detail), err.detail);
         return msg;
     case TLSFLOW_E_ALERT:
-        name = gnutls_alert_get_strname((gnutls_alert_description_t)err.detail);
-        snprintf(msg, sizeof(msg), "the peer sent a fatal alert: %s (%d)",
-                 name ? name : "unknown alert", err.detail);
+        name = gnutls_alert_get_name((gnutls_alert_description_t)err.detail);
+        sname = gnutls_alert_get_strname((gnutls_alert_description_t)err.detail);
+        snprintf(msg, sizeof(msg), "the peer sent a fatal alert: %s (%s, %d)",
+                 name ? name : "unknown alert", sname ? sname : "?", err.detail);
         return msg;
     case TLSFLOW_E_CERTIFICATE:
+        if (err.detail == GNUTLS_CERT_INVALID)
+            return "certificate rejected: the peer sent no certificate, or one that could not be used";
         if (certificate_reason(err.detail))
             return msg;
         snprintf(msg, sizeof(msg), "certificate rejected (status 0x%x)", (unsigned)err.detail);

@@ -70,7 +70,8 @@ typedef struct tf_session {
     bool             ticket_saved;
     bool             handshake_done;
     bool             whole_records;  /* pull hands GnuTLS only complete records */
-    size_t           granted;        /* bytes of the record being read that GnuTLS may take */
+    size_t           granted;
+    unsigned         optional_status; /* a server's OPTIONAL check of a sent certificate */        /* bytes of the record being read that GnuTLS may take */
     tf_buf          *post_out;       /* handshake messages GnuTLS sends after the handshake */
     char             alpn[64];
 } tf_session;

@@ -139,7 +139,9 @@ static int setup_verify(tf_session *hs)
         gnutls_certificate_server_set_request(hs->s, cfg->verify == TLSFLOW_VERIFY_REQUIRED
                                                          ? GNUTLS_CERT_REQUIRE
                                                          : GNUTLS_CERT_REQUEST);
-        gnutls_session_set_verify_cert(hs->s, NULL, 0);
+        /* OPTIONAL verifies after the handshake, and only what was sent. */
+        if (cfg->verify == TLSFLOW_VERIFY_REQUIRED)
+            gnutls_session_set_verify_cert(hs->s, NULL, 0);
         return 0;
     }
     if (cfg->verify == TLSFLOW_VERIFY_REQUIRED)
@@ -219,6 +221,16 @@ int tf_hs_handshake(tf_session *hs)
     do {
         ret = gnutls_handshake(hs->s);
     } while (ret < 0 && ret != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(ret));
+    if (ret == 0 && hs->cfg->role == TLSFLOW_SERVER && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL) {
+        unsigned n = 0, status = 0;
+        if (gnutls_certificate_get_peers(hs->s, &n) && n &&
+            (gnutls_certificate_verify_peers2(hs->s, &status) < 0 || status)) {
+            hs->optional_status = status ? status : GNUTLS_CERT_INVALID;
+            ret = GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+            gnutls_alert_send(hs->s, GNUTLS_AL_FATAL, GNUTLS_A_BAD_CERTIFICATE);
+            return ret;
+        }
+    }
     if (ret == 0) {
         hs->handshake_done = true;
         tf_hs_note_ticket(hs);
@@ -275,17 +287,28 @@ tlsflow_error tf_hs_error(const tf_session *hs, int ret)
     case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
     case GNUTLS_E_CERTIFICATE_ERROR:
         e.code = TLSFLOW_E_CERTIFICATE;
-        e.detail = (int)gnutls_session_get_verify_cert_status(hs->s);
-        if (e.detail == 0)   /* no status: a missing or unusable certificate */
+        e.detail = hs->optional_status ? (int)hs->optional_status
+                                       : (int)gnutls_session_get_verify_cert_status(hs->s);
+        if (e.detail == 0 || e.detail == -1)   /* no status: a missing or unusable certificate */
             e.detail = GNUTLS_CERT_INVALID;
         break;
     case GNUTLS_E_NO_CERTIFICATE_FOUND:
     case GNUTLS_E_CERTIFICATE_REQUIRED:
-        e.code = TLSFLOW_E_CERTIFICATE;
+            e.code = TLSFLOW_E_CERTIFICATE;
         e.detail = GNUTLS_CERT_INVALID;
         break;
-    case GNUTLS_E_DECRYPTION_FAILED:
     case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
+    case GNUTLS_E_PULL_ERROR:
+        /* A record cut short by the end of the transport is truncation. */
+        if (hs->in_eof && *hs->in_eof) {
+            e.code = TLSFLOW_E_TRUNCATED;
+            e.detail = 0;
+            break;
+        }
+        if (ret == GNUTLS_E_PULL_ERROR)
+            break;
+        /* fall through */
+    case GNUTLS_E_DECRYPTION_FAILED:
     case GNUTLS_E_RECORD_OVERFLOW:
     case GNUTLS_E_UNEXPECTED_PACKET:
     case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:

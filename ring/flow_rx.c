@@ -208,6 +208,10 @@ static void user_rx_progress(tlsflow *f)
         }
         /* GnuTLS may have answered something (a KeyUpdate) on its own. */
         tf_flow_flush(f);
+        if (ret == GNUTLS_E_AGAIN && f->rx_errno) {
+            end_of_stream(f, transport_error(f));   /* a record cut by a reset */
+            return;
+        }
         if (ret == GNUTLS_E_AGAIN) {
             if (!f->ktls_rx_pending) {
                 tf_flow_post_recv(f, 0);

@@ -53,7 +53,7 @@ static void sleep_ms(int ms)
 tf_peer *tf_peer_startv(unsigned flags, const char *const *argv)
 {
     int in[2] = { -1, -1 }, out[2] = { -1, -1 }, logfd, slot = -1;
-    const char *tmp = getenv("TMPDIR");
+    const char *dir = getenv("TF_PEER_LOGS");
     const char *base = strrchr(argv[0], '/');
     tf_peer *p;
 
@@ -68,8 +68,11 @@ tf_peer *tf_peer_startv(unsigned flags, const char *const *argv)
     assert_non_null(p);
     p->in_fd = p->out_fd = -1;
     snprintf(p->name, sizeof(p->name), "%s", base ? base + 1 : argv[0]);
-    snprintf(p->log, sizeof(p->log), "%s/tf-%s-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp",
-             tf_test_name(), p->name);
+    /* Logs live in the build tree (kept there when the test fails). */
+    if (!dir || !*dir)
+        dir = TF_TEST_CERTS "/../peer-logs";
+    mkdir(dir, 0755);
+    snprintf(p->log, sizeof(p->log), "%s/%s-%s-XXXXXX", dir, tf_test_name(), p->name);
     logfd = mkostemp(p->log, O_CLOEXEC | O_APPEND);
     if (logfd < 0)
         fail_msg("mkstemp %s: %s", p->log, strerror(errno));

@@ -63,7 +63,8 @@ void tf_require_bins(const char *bin, ...) __attribute__((sentinel));
 
 /* ---- Peer processes (peer.c) ----
  * A peer runs in its own process group with stderr (and stdout unless
- * captured) in a log file.  Every peer still running when the test ends is
+ * captured) in a log file under tests/peer-logs in the build tree (or
+ * $TF_PEER_LOGS), removed when the test passes.  Every peer still running when the test ends is
  * killed and reaped by tf_test_teardown (or at exit). */
 typedef struct tf_peer tf_peer;
 typedef struct tf_pump tf_pump;

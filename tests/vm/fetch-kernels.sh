@@ -123,7 +123,7 @@ unpack() {
     [ -f "$tmp/boot/vmlinuz-$krel" ] || die "$krel: no vmlinuz in the packages"
     [ -f "$tmp/lib/modules/$krel/modules.order" ] || die "$krel: no module tree in the packages"
     mkdir -p "$dst"
-    rm -rf "$dst/boot" "$dst/lib"
+    rm -rf "${dst:?}/boot" "${dst:?}/lib"
     mv "$tmp/boot" "$dst/boot"
     mkdir -p "$dst/lib/modules"
     mv "$tmp/lib/modules/$krel" "$dst/lib/modules/$krel"
@@ -153,6 +153,21 @@ decompress_modules() {
     local base=${mdir%/lib/modules/*} krel=${mdir##*/}
     busybox depmod -b "$base" "$krel"
     [ -s "$mdir/modules.dep" ] || die "$krel: depmod produced no modules.dep"
+    prune_modules "$mdir"
+}
+
+# Keep what a TLS/crypto initramfs can use (net/, crypto/, lib/, x86 crypto)
+# plus anything those depend on; the rest (~90 % of the tree) only costs cache
+# space.  modules.dep is kept whole: mkinitramfs copies only what it names.
+prune_modules() {
+    local mdir=$1
+    awk -F': *' '
+        { key = $1; keep = key ~ /^kernel\/(net|crypto|lib|arch\/x86\/crypto)\// }
+        keep { print key; n = split($2, d, / +/); for (i = 1; i <= n; i++) if (d[i] != "") print d[i] }
+    ' "$mdir/modules.dep" | sort -u > "$mdir/.keep"
+    (cd "$mdir" && find kernel -name '*.ko' | sort > .all && comm -23 .all .keep | xargs -r rm -f)
+    find "$mdir/kernel" -type d -empty -delete
+    rm -f "$mdir/.all" "$mdir/.keep"
 }
 
 emit() {        # emit LABEL KREL
@@ -248,9 +263,25 @@ fetch_newest() {
     emit newest "$krel"
 }
 
+# Drops kernels and packages that no pick names any more (a newer kernel was
+# published), so the cache does not grow without bound.
+prune_cache() {
+    local keep=() d krel
+    for d in "$CACHE"/kernels/*.pick; do [ -f "$d" ] && keep+=("$(cat "$d")"); done
+    for d in "$CACHE"/kernels/*/; do
+        krel=$(basename "$d")
+        case " ${keep[*]} " in *" $krel "*) continue ;; esac
+        log "pruning old kernel $krel"
+        rm -rf "$d"
+    done
+    # The unpacked trees are the cache; the .deb files are not needed again.
+    rm -f "$CACHE"/debs/*.deb
+}
+
 mkdir -p "$CACHE/kernels"
 case $WHICH in
     6.1)    fetch_61 ;;
     newest) fetch_newest ;;
     all)    fetch_61; fetch_newest ;;
 esac
+prune_cache

@@ -204,7 +204,7 @@ build_modules() {
 
 [ $# -ge 1 ] || die "usage: $0 base --plan DIR --out FILE | modules --moddir DIR --out FILE"
 cmd=$1; shift
-plan= moddir= out=
+plan='' moddir='' out=''
 while [ $# -gt 0 ]; do
     case $1 in
         --plan) plan=$2; shift 2 ;;

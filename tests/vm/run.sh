@@ -20,7 +20,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 die() { echo "run.sh: $*" >&2; exit 2; }
 
-BUILD= KERNEL=all LABEL=ktls VM_TIMEOUT= REGEX=
+BUILD='' KERNEL=all LABEL=ktls VM_TIMEOUT='' REGEX=''
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tlsflow-vm
 EXTRA=()
 while [ $# -gt 0 ]; do
