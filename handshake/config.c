@@ -212,6 +212,28 @@ TLSFLOW_PUBLIC int tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, uns
     return 0;
 }
 
+TLSFLOW_PUBLIC int tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled)
+{
+    int ret = check_mutable(cfg);
+
+    if (ret)
+        return ret;
+    cfg->no_resumption = !enabled;
+    return 0;
+}
+
+TLSFLOW_PUBLIC int tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags)
+{
+    int ret = check_mutable(cfg);
+
+    if (ret)
+        return ret;
+    if (flags & ~(TLSFLOW_KTLS_ZEROCOPY_RO | TLSFLOW_KTLS_RX_NO_PAD))
+        return -EINVAL;
+    cfg->ktls_flags = flags;
+    return 0;
+}
+
 int tf_hs_config_freeze(tlsflow_config *cfg)
 {
     int ret = 0;
@@ -236,7 +258,7 @@ int tf_hs_config_freeze(tlsflow_config *cfg)
             goto out;
         }
     }
-    if (cfg->role == TLSFLOW_SERVER) {
+    if (cfg->role == TLSFLOW_SERVER && !cfg->no_resumption) {
         ret = gnutls_session_ticket_key_generate(&cfg->ticket_key);
         if (ret < 0) {
             ret = -ENOMEM;

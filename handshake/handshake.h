@@ -42,6 +42,8 @@ struct tlsflow_config {
     tlsflow_role    role;
     tlsflow_verify  verify;
     tlsflow_ktls_mode ktls;
+    unsigned        ktls_flags;
+    bool            no_resumption;
     unsigned        handshake_timeout_ms;
     gnutls_certificate_credentials_t cred;
     bool            has_ca, has_cert;
@@ -83,6 +85,7 @@ void tf_hs_session_deinit(tf_session *hs);
 /* 0 when done, GNUTLS_E_AGAIN when it needs more input, else a GnuTLS error. */
 int  tf_hs_handshake(tf_session *hs);
 void tf_hs_info(const tf_session *hs, tlsflow_info *out);
+int  tf_hs_peer_certificate(const tf_session *hs, size_t index, const void **der, size_t *len);
 tlsflow_error tf_hs_error(const tf_session *hs, int gnutls_ret);
 
 /* record.c: userspace records */

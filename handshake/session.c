@@ -108,7 +108,7 @@ void tf_hs_note_ticket(tf_session *hs)
     gnutls_datum_t data;
     unsigned flags;
 
-    if (hs->ticket_saved || !hs->cache_key || !hs->handshake_done)
+    if (hs->ticket_saved || !hs->cache_key || !hs->handshake_done || hs->cfg->no_resumption)
         return;
     flags = gnutls_session_get_flags(hs->s);
     /* TLS 1.3 tickets come after the handshake; asking for session data before
@@ -162,6 +162,8 @@ int tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_n
     hs->in_eof = in_eof;
     flags = (cfg->role == TLSFLOW_SERVER ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
             GNUTLS_NO_SIGNAL;
+    if (cfg->no_resumption)
+        flags |= GNUTLS_NO_TICKETS;
     ret = gnutls_init(&hs->s, flags);
     if (ret < 0)
         return ret;
@@ -183,16 +185,18 @@ int tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_n
             goto fail;
     }
     if (cfg->role == TLSFLOW_SERVER) {
-        ret = gnutls_session_ticket_enable_server(hs->s, &cfg->ticket_key);
-        if (ret < 0)
-            goto fail;
+        if (!cfg->no_resumption) {
+            ret = gnutls_session_ticket_enable_server(hs->s, &cfg->ticket_key);
+            if (ret < 0)
+                goto fail;
+        }
     } else {
         if (server_name && *server_name && !is_ip_literal(server_name)) {
             ret = gnutls_server_name_set(hs->s, GNUTLS_NAME_DNS, server_name, strlen(server_name));
             if (ret < 0)
                 goto fail;
         }
-        if (hs->cache_key)
+        if (hs->cache_key && !cfg->no_resumption)
             cache_load(hs);
     }
     setup_verify(hs);
@@ -273,6 +277,21 @@ void tf_hs_info(const tf_session *hs, tlsflow_info *out)
         out->server_name = hs->server_name;
     }
     out->resumed = gnutls_session_is_resumed(hs->s) != 0;
+}
+
+int tf_hs_peer_certificate(const tf_session *hs, size_t index, const void **der, size_t *len)
+{
+    const gnutls_datum_t *list;
+    unsigned n = 0;
+
+    if (!hs->s || !hs->handshake_done)
+        return -EINVAL;
+    list = gnutls_certificate_get_peers(hs->s, &n);
+    if (!list || index >= n)
+        return -ENOENT;
+    *der = list[index].data;
+    *len = list[index].size;
+    return 0;
 }
 
 tlsflow_error tf_hs_error(const tf_session *hs, int ret)

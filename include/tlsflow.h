@@ -91,6 +91,17 @@ int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priorit
 int  tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols, size_t count);
 int  tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mode mode);          /* default AUTO */
 int  tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, unsigned ms);        /* default 30000, 0 = none */
+/* Clients keep the newest session ticket per server and resume with it;
+ * servers issue tickets.  Default on; 0 turns both off. */
+int  tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled);
+/* Opt-in kernel TLS tuning, applied where the kernel has it (ignored otherwise):
+ * TLSFLOW_KTLS_ZEROCOPY_RO: TLS_TX_ZEROCOPY_RO — sendfile pages are encrypted
+ *   in place; the file must not change while it is being sent.
+ * TLSFLOW_KTLS_RX_NO_PAD: TLS_RX_EXPECT_NO_PAD — TLS 1.3 records are expected
+ *   without padding (one copy less); a padded record is still handled. */
+#define TLSFLOW_KTLS_ZEROCOPY_RO 0x1u
+#define TLSFLOW_KTLS_RX_NO_PAD   0x2u
+int  tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags);
 
 /* ---- Opening: cb gets flow == NULL and TLSFLOW_ERROR when the connection or handshake fails ---- */
 int  tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host,
@@ -133,6 +144,9 @@ typedef struct {
     int         resumed;
 } tlsflow_info;
 int  tlsflow_get_info(const tlsflow *flow, tlsflow_info *out);
+/* The peer's certificate chain, leaf first: DER bytes of element index, valid
+ * while the flow lives.  0, -ENOENT past the end (or no certificate), -EINVAL. */
+int  tlsflow_get_peer_certificate(const tlsflow *flow, size_t index, const void **der, size_t *len);
 /* The socket; with both directions in the kernel it may be used with plain
  * read/write/sendfile by other code. */
 int  tlsflow_fd(const tlsflow *flow);

@@ -47,3 +47,20 @@ out:
     explicit_bzero(&ci, sizeof(ci));
     return ret;
 }
+
+int tf_ktls_set_flag(int fd, enum tf_ktls_flag flag)
+{
+    unsigned int one = 1;
+    int opt;
+
+    switch (flag) {
+#ifdef TLS_TX_ZEROCOPY_RO
+    case TF_KTLS_FLAG_ZEROCOPY_RO: opt = TLS_TX_ZEROCOPY_RO; break;
+#endif
+#ifdef TLS_RX_EXPECT_NO_PAD
+    case TF_KTLS_FLAG_RX_NO_PAD: opt = TLS_RX_EXPECT_NO_PAD; break;
+#endif
+    default: return -ENOPROTOOPT;
+    }
+    return setsockopt(fd, SOL_TLS, opt, &one, sizeof(one)) < 0 ? -errno : 0;
+}

@@ -64,6 +64,11 @@ int tf_ktls_attach(int fd);
  * 0 or -errno (-EBUSY: rekey not supported by this kernel). */
 int tf_ktls_install(int fd, enum tf_ktls_dir dir, const tf_ktls_secret *s);
 
+/* Opt-in socket options after the keys are in: 0 or -errno (-ENOPROTOOPT
+ * where the kernel lacks them; TLS_RX_EXPECT_NO_PAD is TLS 1.3 only). */
+enum tf_ktls_flag { TF_KTLS_FLAG_ZEROCOPY_RO, TF_KTLS_FLAG_RX_NO_PAD };
+int tf_ktls_set_flag(int fd, enum tf_ktls_flag flag);
+
 /* Control records on the receive path.  Returns the record type carried by a
  * recvmsg control buffer (SOL_TLS/TLS_GET_RECORD_TYPE), or TF_REC_DATA when the
  * buffer holds none, or -EINVAL when it is malformed. */

@@ -424,6 +424,14 @@ TLSFLOW_PUBLIC int tlsflow_get_info(const tlsflow *f, tlsflow_info *out)
     return 0;
 }
 
+TLSFLOW_PUBLIC int tlsflow_get_peer_certificate(const tlsflow *f, size_t index, const void **der,
+                                                size_t *len)
+{
+    if (!f || !der || !len || f->state != FLOW_OPEN)
+        return -EINVAL;
+    return tf_hs_peer_certificate(&f->hs, index, der, len);
+}
+
 TLSFLOW_PUBLIC int tlsflow_fd(const tlsflow *f)
 {
     if (!f)

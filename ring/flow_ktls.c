@@ -100,6 +100,8 @@ bool tf_flow_ktls_tx_switch(tlsflow *f)
         return switch_failed(f, ret);
     f->ktls_tx = true;
     f->tx_sent = f->tx_pos = 0;    /* from here, positions count plaintext */
+    if (f->cfg->ktls_flags & TLSFLOW_KTLS_ZEROCOPY_RO)
+        tf_trace(f, "TLS_TX_ZEROCOPY_RO: %d", tf_ktls_set_flag(f->fd, TF_KTLS_FLAG_ZEROCOPY_RO));
     return true;
 }
 
@@ -116,6 +118,8 @@ bool tf_flow_ktls_rx_switch(tlsflow *f)
         return switch_failed(f, ret);
     f->ktls_rx = true;
     tf_hs_kernel_rx_begin(&f->hs, &f->post_out);
+    if (f->cfg->ktls_flags & TLSFLOW_KTLS_RX_NO_PAD)
+        tf_trace(f, "TLS_RX_EXPECT_NO_PAD: %d", tf_ktls_set_flag(f->fd, TF_KTLS_FLAG_RX_NO_PAD));
     return true;
 }
 
