@@ -61,11 +61,16 @@ ssize_t tf_hs_recv_packet(tf_session *hs, gnutls_packet_t *pkt, const void **dat
          * AGAIN though more records may wait in `in`. */
         if (ret == GNUTLS_E_AGAIN && hs->in->len < before)
             continue;
-        /* A TLS 1.2 peer asking to renegotiate: refused by not answering;
-         * GnuTLS has already sent no_renegotiation where it applies. */
+        /* TLS 1.2 renegotiation is refused.  A server asking for one gets a
+         * no_renegotiation warning and the flow goes on; a client starting
+         * one is answered with a fatal alert (reading on would make GnuTLS
+         * 3.7.9 fail and leak the record it holds). */
         if (ret == GNUTLS_E_REHANDSHAKE) {
-            gnutls_alert_send(hs->s, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
-            continue;
+            if (hs->cfg->role == TLSFLOW_CLIENT) {
+                gnutls_alert_send(hs->s, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
+                continue;
+            }
+            gnutls_alert_send(hs->s, GNUTLS_AL_FATAL, GNUTLS_A_NO_RENEGOTIATION);
         }
         break;
     }

@@ -110,6 +110,8 @@ int  tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg, const char *
 int  tlsflow_wrap_fd(tlsflow_loop *loop, const tlsflow_config *cfg, int fd,
                      const char *server_name /* clients: SNI + verification name */,
                      tlsflow_cb *cb, void *arg);
+/* on_flow runs once per handshaken flow; a connection whose handshake failed
+ * is reported with flow == NULL and the error (the listener goes on). */
 int  tlsflow_listen(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host, const char *port,
                     tlsflow_cb *on_flow /* once per handshaken flow */, void *arg,
                     tlsflow_listener **out);
