@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ktls/ktls.h"
 #include "ring/ring.h"
 
 static void flow_task(tf_task *t);
@@ -25,10 +26,12 @@ static void destroy(tf_link *l)
     }
     tf_hs_packet_free(f->held);
     tf_hs_session_deinit(&f->hs);
+    tf_ring_in_release(f->loop, &f->in);
     tf_buf_free(&f->in);
     tf_buf_free(&f->out);
     tf_buf_free(&f->sending);
     tf_buf_free(&f->post_out);
+    free(f->kio);
     if (f->pipe_fd[0] > 0) {
         close(f->pipe_fd[0]);
         close(f->pipe_fd[1]);
@@ -52,6 +55,10 @@ tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd)
     f->task.run = flow_task;
     f->wq_tail = &f->wq;
     f->link.destroy = destroy;
+    /* Flows that can never give their receive key to the kernel take their
+     * bytes from the loop's shared ring. */
+    f->rx_multishot = (cfg->ktls == TLSFLOW_KTLS_OFF || tf_ktls_probe_ulp() < 0) &&
+                      tf_ring_bufring(loop);
     tf_ring_track(loop, &f->link);
     return f;
 }
@@ -189,12 +196,14 @@ static void handshake_progress(tlsflow *f)
         open_failed(f, f->err);
         return;
     }
-    if (f->rx_errno) {
-        open_failed(f, tf_err(TLSFLOW_E_SYSTEM, f->rx_errno));
-        return;
-    }
     if (!f->hs.handshake_done) {
         ret = tf_hs_handshake(&f->hs);
+        /* What arrived before a reset is used first; the reset matters only
+         * when the handshake needs more. */
+        if (ret == GNUTLS_E_AGAIN && f->rx_errno) {
+            open_failed(f, tf_err(TLSFLOW_E_SYSTEM, f->rx_errno));
+            return;
+        }
         if (ret == GNUTLS_E_AGAIN) {
             tf_flow_flush(f);
             tf_flow_post_recv(f, 0);

@@ -65,6 +65,8 @@ static int install(tlsflow *f, enum tf_ktls_dir dir)
     tf_ktls_secret s;
     int ret = 0;
 
+    if (!f->kio && !(f->kio = calloc(1, sizeof(*f->kio))))
+        return -ENOMEM;
     if (!f->ulp_attached) {
         ret = tf_ktls_attach(f->fd);
         if (ret < 0)
@@ -180,12 +182,12 @@ static void krx_done(tf_op *op, int res, unsigned flags)
 
     (void)flags;
     tf_trace(f, "kernel recvmsg: %d, record type %d", res,
-             res > 0 ? tf_ktls_record_type_buf(f->krx_cmsg.b, sizeof(f->krx_cmsg.b)) : -1);
+             res > 0 ? tf_ktls_record_type_buf(f->kio->krx_cmsg.b, sizeof(f->kio->krx_cmsg.b)) : -1);
     if (res > 0) {
         uint8_t *p = tf_buf_tail(&f->in);
         tf_mark_defined(p, (size_t)res);
-        tf_mark_defined(f->krx_cmsg.b, sizeof(f->krx_cmsg.b));
-        type = tf_ktls_record_type_buf(f->krx_cmsg.b, sizeof(f->krx_cmsg.b));
+        tf_mark_defined(f->kio->krx_cmsg.b, sizeof(f->kio->krx_cmsg.b));
+        type = tf_ktls_record_type_buf(f->kio->krx_cmsg.b, sizeof(f->kio->krx_cmsg.b));
         if (type == TF_REC_DATA)
             f->in.len += (size_t)res;
         else if (type < 0)
@@ -213,17 +215,17 @@ void tf_flow_krx_post(tlsflow *f)
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
         return;
     }
-    f->krx_iov.iov_base = tf_buf_tail(&f->in);
-    f->krx_iov.iov_len = tf_buf_room(&f->in);
-    memset(&f->krx_cmsg, 0, sizeof(f->krx_cmsg));
-    memset(&f->krx_msg, 0, sizeof(f->krx_msg));
-    f->krx_msg.msg_iov = &f->krx_iov;
-    f->krx_msg.msg_iovlen = 1;
-    f->krx_msg.msg_control = f->krx_cmsg.b;
-    f->krx_msg.msg_controllen = sizeof(f->krx_cmsg.b);
+    f->kio->krx_iov.iov_base = tf_buf_tail(&f->in);
+    f->kio->krx_iov.iov_len = tf_buf_room(&f->in);
+    memset(&f->kio->krx_cmsg, 0, sizeof(f->kio->krx_cmsg));
+    memset(&f->kio->krx_msg, 0, sizeof(f->kio->krx_msg));
+    f->kio->krx_msg.msg_iov = &f->kio->krx_iov;
+    f->kio->krx_msg.msg_iovlen = 1;
+    f->kio->krx_msg.msg_control = f->kio->krx_cmsg.b;
+    f->kio->krx_msg.msg_controllen = sizeof(f->kio->krx_cmsg.b);
     f->recv_op.done = krx_done;
     sqe = tf_ring_sqe(f->loop, &f->recv_op);
-    io_uring_prep_recvmsg(sqe, f->fd, &f->krx_msg, 0);
+    io_uring_prep_recvmsg(sqe, f->fd, &f->kio->krx_msg, 0);
     f->refs++;
 }
 
@@ -275,19 +277,19 @@ static void submit_msg(tlsflow *f, int kind, int iovcnt, uint8_t record_type, un
 {
     struct io_uring_sqe *sqe;
 
-    f->ktx_msg.msg_iov = f->ktx_iov;
-    f->ktx_msg.msg_iovlen = (size_t)iovcnt;
-    f->ktx_msg.msg_control = NULL;
-    f->ktx_msg.msg_controllen = 0;
+    f->kio->ktx_msg.msg_iov = f->kio->ktx_iov;
+    f->kio->ktx_msg.msg_iovlen = (size_t)iovcnt;
+    f->kio->ktx_msg.msg_control = NULL;
+    f->kio->ktx_msg.msg_controllen = 0;
     if (record_type) {
-        f->ktx_msg.msg_control = f->ktx_cmsg.b;
-        f->ktx_msg.msg_controllen =
-            tf_ktls_set_record_type_cmsg(f->ktx_cmsg.b, sizeof(f->ktx_cmsg.b), record_type);
+        f->kio->ktx_msg.msg_control = f->kio->ktx_cmsg.b;
+        f->kio->ktx_msg.msg_controllen =
+            tf_ktls_set_record_type_cmsg(f->kio->ktx_cmsg.b, sizeof(f->kio->ktx_cmsg.b), record_type);
     }
     f->ktx_kind = kind;
     f->send_op.done = ktx_done;
     sqe = tf_ring_sqe(f->loop, &f->send_op);
-    io_uring_prep_sendmsg(sqe, f->fd, &f->ktx_msg, flags | MSG_NOSIGNAL);
+    io_uring_prep_sendmsg(sqe, f->fd, &f->kio->ktx_msg, flags | MSG_NOSIGNAL);
     f->refs++;
 }
 
@@ -349,8 +351,8 @@ void tf_flow_ktx_progress(tlsflow *f)
     if (f->send_op.busy || f->splice_op.busy || f->wr_eof)
         return;
     if (f->post_out.len) {       /* a KeyUpdate or other handshake message first */
-        f->ktx_iov[0].iov_base = tf_buf_head(&f->post_out);
-        f->ktx_iov[0].iov_len = f->post_out.len;
+        f->kio->ktx_iov[0].iov_base = tf_buf_head(&f->post_out);
+        f->kio->ktx_iov[0].iov_len = f->post_out.len;
         submit_msg(f, KTX_HANDSHAKE, 1, TF_REC_HANDSHAKE, 0);
         return;
     }
@@ -362,8 +364,8 @@ void tf_flow_ktx_progress(tlsflow *f)
             return;
         }
         f->tx_rekey_pending = true;
-        f->ktx_iov[0].iov_base = tf_buf_head(&f->post_out);
-        f->ktx_iov[0].iov_len = f->post_out.len;
+        f->kio->ktx_iov[0].iov_base = tf_buf_head(&f->post_out);
+        f->kio->ktx_iov[0].iov_len = f->post_out.len;
         submit_msg(f, KTX_HANDSHAKE, 1, TF_REC_HANDSHAKE, 0);
         return;
     }
@@ -396,8 +398,8 @@ void tf_flow_ktx_progress(tlsflow *f)
             }
             if (pos < f->tx_sent)
                 skip = (size_t)(f->tx_sent - pos);
-            f->ktx_iov[n].iov_base = (char *)w->iov[i].iov_base + skip;
-            f->ktx_iov[n].iov_len = len - skip;
+            f->kio->ktx_iov[n].iov_base = (char *)w->iov[i].iov_base + skip;
+            f->kio->ktx_iov[n].iov_len = len - skip;
             n++;
             pos += len;
         }
@@ -411,8 +413,8 @@ bool tf_flow_ktx_close(tlsflow *f)
 {
     if (f->send_op.busy || f->splice_op.busy)
         return false;
-    f->ktx_iov[0].iov_base = (void *)close_notify;
-    f->ktx_iov[0].iov_len = sizeof(close_notify);
+    f->kio->ktx_iov[0].iov_base = (void *)close_notify;
+    f->kio->ktx_iov[0].iov_len = sizeof(close_notify);
     submit_msg(f, KTX_ALERT, 1, TF_REC_ALERT, 0);
     return true;
 }

@@ -25,6 +25,38 @@ static void recv_done(tf_op *op, int res, unsigned flags)
     tf_flow_release(f);
 }
 
+#define RX_HIGH (256 * 1024)   /* bytes a flow takes in before it stops receiving */
+
+static void multishot_done(tf_op *op, int res, unsigned flags)
+{
+    tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
+
+    tf_trace(f, "recv (ring): %d%s", res, flags & IORING_CQE_F_MORE ? "" : ", disarmed");
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        const uint8_t *src = tf_ring_buf(f->loop, bid);
+
+        tf_mark_defined(src, (size_t)res);
+        if (tf_ring_in_acquire(f->loop, &f->in) || tf_buf_reserve(&f->in, (size_t)res)) {
+            tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
+        } else {
+            memcpy(tf_buf_tail(&f->in), src, (size_t)res);
+            f->in.len += (size_t)res;
+        }
+        tf_ring_buf_recycle(f->loop, bid);
+        /* Nobody reads: stop taking bytes in until somebody does. */
+        if (f->in.len > RX_HIGH && (flags & IORING_CQE_F_MORE))
+            tf_ring_cancel(f->loop, &f->recv_op);
+    } else if (res == 0) {
+        f->rx_eof = true;
+    } else if (res < 0 && res != -ENOBUFS && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+        f->rx_errno = -res;
+    }
+    tf_flow_schedule(f);
+    if (!(flags & IORING_CQE_F_MORE))
+        tf_flow_release(f);     /* the arm's reference */
+}
+
 void tf_flow_post_recv(tlsflow *f, size_t max)
 {
     struct io_uring_sqe *sqe;
@@ -32,6 +64,16 @@ void tf_flow_post_recv(tlsflow *f, size_t max)
 
     if (f->recv_op.busy || f->rx_eof || f->rx_errno || f->freed)
         return;
+    if (f->rx_multishot && max == 0) {
+        /* One arm for the flow's life: it holds a buffer only while bytes arrive. */
+        f->recv_op.done = multishot_done;
+        sqe = tf_ring_sqe(f->loop, &f->recv_op);
+        io_uring_prep_recv_multishot(sqe, f->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = TF_BGID;
+        f->refs++;
+        return;
+    }
     if (tf_buf_reserve(&f->in, RECV_ROOM)) {
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
         return;
@@ -214,6 +256,8 @@ static void user_rx_progress(tlsflow *f)
         }
         if (ret == GNUTLS_E_AGAIN) {
             if (!f->ktls_rx_pending) {
+                if (f->rx_multishot)
+                    tf_ring_in_release(f->loop, &f->in);
                 tf_flow_post_recv(f, 0);
                 return;
             }

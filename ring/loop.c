@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ring/ring.h"
 
@@ -179,6 +180,83 @@ static void dispatch(const struct io_uring_cqe *cqe)
     op->done(op, cqe->res, cqe->flags);
 }
 
+/* ---- Provided buffers and the receive-buffer pool ---- */
+
+bool tf_ring_bufring(tlsflow_loop *loop)
+{
+    struct io_uring_buf_reg reg;
+    size_t bytes = TF_BR_ENTRIES * sizeof(struct io_uring_buf);
+    void *mem;
+    int ret;
+
+    if (loop->br_state)
+        return loop->br_state > 0;
+    loop->br_state = -ENOMEM;
+    mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED)
+        return false;
+    loop->br_bufs = malloc((size_t)TF_BR_ENTRIES * TF_BR_SIZE);
+    if (!loop->br_bufs) {
+        munmap(mem, bytes);
+        return false;
+    }
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (unsigned long)(uintptr_t)mem;
+    reg.ring_entries = TF_BR_ENTRIES;
+    reg.bgid = TF_BGID;
+    ret = io_uring_register_buf_ring(&loop->ring, &reg, 0);
+    if (ret < 0) {              /* before 5.19: each flow brings its own buffer */
+        munmap(mem, bytes);
+        free(loop->br_bufs);
+        loop->br_bufs = NULL;
+        loop->br_state = ret;
+        return false;
+    }
+    loop->br = mem;
+    io_uring_buf_ring_init(loop->br);
+    for (unsigned i = 0; i < TF_BR_ENTRIES; i++)
+        io_uring_buf_ring_add(loop->br, loop->br_bufs + (size_t)i * TF_BR_SIZE, TF_BR_SIZE,
+                              (unsigned short)i, io_uring_buf_ring_mask(TF_BR_ENTRIES), (int)i);
+    io_uring_buf_ring_advance(loop->br, TF_BR_ENTRIES);
+    loop->br_state = 1;
+    return true;
+}
+
+const uint8_t *tf_ring_buf(tlsflow_loop *loop, unsigned bid)
+{
+    return loop->br_bufs + (size_t)bid * TF_BR_SIZE;
+}
+
+void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid)
+{
+    io_uring_buf_ring_add(loop->br, loop->br_bufs + (size_t)bid * TF_BR_SIZE, TF_BR_SIZE,
+                          (unsigned short)bid, io_uring_buf_ring_mask(TF_BR_ENTRIES), 0);
+    io_uring_buf_ring_advance(loop->br, 1);
+}
+
+int tf_ring_in_acquire(tlsflow_loop *loop, tf_buf *b)
+{
+    if (b->data)
+        return 0;
+    b->data = loop->in_pool_n ? loop->in_pool[--loop->in_pool_n] : malloc(TF_IN_CAP);
+    if (!b->data)
+        return -ENOMEM;
+    b->cap = TF_IN_CAP;
+    b->off = b->len = 0;
+    return 0;
+}
+
+void tf_ring_in_release(tlsflow_loop *loop, tf_buf *b)
+{
+    if (!b->data || b->len)
+        return;
+    if (b->cap == TF_IN_CAP && loop->in_pool_n < TF_IN_POOL)
+        loop->in_pool[loop->in_pool_n++] = b->data;
+    else
+        free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
 TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
 {
     struct io_uring_cqe *cqes[64];
@@ -266,5 +344,10 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
     }
     free(loop->stash);
     free(loop->plain);
+    if (loop->br)
+        munmap(loop->br, TF_BR_ENTRIES * sizeof(struct io_uring_buf));
+    free(loop->br_bufs);
+    while (loop->in_pool_n)
+        free(loop->in_pool[--loop->in_pool_n]);
     free(loop);
 }

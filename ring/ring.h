@@ -9,6 +9,11 @@
 #include <sys/socket.h>
 
 #define TF_KTX_IOV 64
+#define TF_BGID 7                 /* our provided-buffer group */
+#define TF_BR_ENTRIES 128         /* ring of provided buffers, each TF_BR_SIZE */
+#define TF_BR_SIZE (32 * 1024)
+#define TF_IN_CAP (32 * 1024)
+#define TF_IN_POOL 64
 
 #include "include/tlsflow.h"
 #include "handshake/handshake.h"
@@ -48,6 +53,14 @@ struct tlsflow_loop {
     tf_link  objects;             /* flows and listeners, for loop_free */
     uint8_t *plain;               /* shared plaintext buffer (one thread, one callback at a time) */
     size_t   plain_cap;
+    /* Receives land in a ring of provided buffers shared by every flow, so an
+     * idle flow holds no receive buffer; a flow keeps bytes only while they
+     * wait for GnuTLS or the application. */
+    int      br_state;            /* 0 not tried, 1 ready, -errno unavailable */
+    struct io_uring_buf_ring *br;
+    uint8_t *br_bufs;
+    uint8_t *in_pool[TF_IN_POOL]; /* spare receive buffers of TF_IN_CAP bytes */
+    size_t   in_pool_n;
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
 };
@@ -60,6 +73,11 @@ void tf_ring_track(tlsflow_loop *loop, tf_link *l);
 void tf_ring_untrack(tf_link *l);
 void tf_ring_cancel(tlsflow_loop *loop, tf_op *op);
 void tf_ring_timeout(tlsflow_loop *loop, tf_op *op, struct __kernel_timespec *ts, unsigned ms);
+bool tf_ring_bufring(tlsflow_loop *loop);            /* the provided-buffer ring, set up on first use */
+const uint8_t *tf_ring_buf(tlsflow_loop *loop, unsigned bid);
+void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid);
+int  tf_ring_in_acquire(tlsflow_loop *loop, tf_buf *b);  /* a pooled receive buffer for an empty b */
+void tf_ring_in_release(tlsflow_loop *loop, tf_buf *b);  /* b is empty: back to the pool */
 
 /* A write request queued on a flow. */
 typedef struct tf_write tf_write;
@@ -76,6 +94,17 @@ struct tf_write {
     int           file_fd;    /* sendfile: the file, else -1 */
     off_t         file_off;
     struct iovec  inline_iov[4];
+};
+
+/* sendmsg/recvmsg headers for the kernel path, allocated at the switch so
+ * that userspace flows do not carry them. */
+struct tf_kio {
+    struct msghdr krx_msg;
+    struct iovec  krx_iov;
+    union { struct cmsghdr h; uint8_t b[CMSG_SPACE(1)]; } krx_cmsg;
+    struct msghdr ktx_msg;
+    struct iovec  ktx_iov[TF_KTX_IOV];
+    union { struct cmsghdr h; uint8_t b[CMSG_SPACE(1)]; } ktx_cmsg;
 };
 
 enum tf_flow_state { FLOW_CONNECTING, FLOW_HANDSHAKE, FLOW_OPEN, FLOW_DEAD };
@@ -101,6 +130,7 @@ struct tlsflow {
     /* receive side */
     tf_buf             in;          /* ciphertext not yet taken by GnuTLS */
     tf_op              recv_op;
+    bool               rx_multishot;/* receives from the shared ring (never for kTLS RX) */
     bool               rx_eof;      /* TCP FIN seen */
     int                rx_errno;    /* recv failed with this errno */
     bool               peer_closed; /* close_notify seen */
@@ -135,12 +165,7 @@ struct tlsflow {
     bool               ktls_tx_pending, ktls_rx_pending; /* switch when at a record boundary */
     bool               ulp_attached;
     bool               tx_rekey_pending;           /* new TX key after our KeyUpdate is out */
-    struct msghdr      krx_msg;
-    struct iovec       krx_iov;
-    union { struct cmsghdr h; uint8_t b[CMSG_SPACE(1)]; } krx_cmsg;
-    struct msghdr      ktx_msg;
-    struct iovec       ktx_iov[TF_KTX_IOV];
-    union { struct cmsghdr h; uint8_t b[CMSG_SPACE(1)]; } ktx_cmsg;
+    struct tf_kio     *kio;                        /* message headers, once a key is in the kernel */
     int                ktx_kind;                   /* what the send in flight carries */
     tf_buf             post_out;                   /* handshake messages for the peer */
     uint64_t           tx_pos;                     /* kernel: stream position given to writes */
