@@ -94,6 +94,8 @@ ssize_t tf_hs_recv_packet(tf_session *hs, gnutls_packet_t *pkt, const void **dat
 void    tf_hs_packet_free(gnutls_packet_t pkt);
 ssize_t tf_hs_send(tf_session *hs, const void *buf, size_t len);
 int     tf_hs_bye(tf_session *hs);
+void    tf_hs_cork(tf_session *hs);
+int     tf_hs_uncork(tf_session *hs);   /* 0 or a GnuTLS error */
 bool    tf_hs_has_pending(const tf_session *hs);
 void    tf_hs_note_ticket(tf_session *hs);
 

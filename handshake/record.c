@@ -99,6 +99,21 @@ ssize_t tf_hs_send(tf_session *hs, const void *buf, size_t len)
     return ret;
 }
 
+void tf_hs_cork(tf_session *hs)
+{
+    gnutls_record_cork(hs->s);
+}
+
+int tf_hs_uncork(tf_session *hs)
+{
+    int ret;
+
+    do {
+        ret = gnutls_record_uncork(hs->s, GNUTLS_RECORD_WAIT);
+    } while (ret == GNUTLS_E_INTERRUPTED);
+    return ret < 0 ? ret : 0;
+}
+
 int tf_hs_bye(tf_session *hs)
 {
     return gnutls_bye(hs->s, GNUTLS_SHUT_WR);

@@ -72,6 +72,14 @@ int  tlsflow_loop_run(tlsflow_loop *loop);
  * runs their callbacks.  Returns the number of callbacks-worth of events handled. */
 int  tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms);
 void tlsflow_loop_stop(tlsflow_loop *loop);
+/* Counters of what the loop did, for tools and benchmarks. */
+typedef struct {
+    unsigned long long submissions;       /* SQEs handed to the kernel */
+    unsigned long long enters;            /* io_uring_enter calls */
+    unsigned long long plaintext_copied;  /* plaintext bytes tlsflow copied in userspace (file reads, record coalescing) */
+    unsigned long long ciphertext_copied; /* received bytes copied out of the shared buffer ring */
+} tlsflow_loop_stats;
+int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);
 /* Frees the loop; flows and listeners still open are freed with it. */
 void tlsflow_loop_free(tlsflow_loop *loop);
 
@@ -150,7 +158,9 @@ int  tlsflow_get_info(const tlsflow *flow, tlsflow_info *out);
  * while the flow lives.  0, -ENOENT past the end (or no certificate), -EINVAL. */
 int  tlsflow_get_peer_certificate(const tlsflow *flow, size_t index, const void **der, size_t *len);
 /* The socket; with both directions in the kernel it may be used with plain
- * read/write/sendfile by other code. */
+ * read/write/sendfile by other code (a plain read() fails with EIO at a
+ * control record such as a late TLS 1.3 ticket: use recvmsg with a control
+ * buffer, or leave receiving to tlsflow_read). */
 int  tlsflow_fd(const tlsflow *flow);
 const char *tlsflow_version(void);
 

@@ -13,6 +13,34 @@
 
 static void flow_task(tf_task *t);
 
+#define WRITE_POOL 256
+
+/* Write requests are reused: no allocation per write once a loop is warm. */
+static tf_write *write_get(tlsflow_loop *loop)
+{
+    tf_write *w = loop->free_writes;
+
+    if (!w)
+        return calloc(1, sizeof(*w));
+    loop->free_writes = w->next;
+    loop->nfree_writes--;
+    memset(w, 0, sizeof(*w));
+    return w;
+}
+
+void tf_write_put(tlsflow_loop *loop, tf_write *w)
+{
+    if (w->iov != w->inline_iov)
+        free(w->iov);
+    if (loop->nfree_writes >= WRITE_POOL) {
+        free(w);
+        return;
+    }
+    w->next = loop->free_writes;
+    loop->free_writes = w;
+    loop->nfree_writes++;
+}
+
 static void destroy(tf_link *l)
 {
     tlsflow *f = TF_CONTAINER(l, tlsflow, link);
@@ -20,9 +48,7 @@ static void destroy(tf_link *l)
 
     while ((w = f->wq)) {
         f->wq = w->next;
-        if (w->iov != w->inline_iov)
-            free(w->iov);
-        free(w);
+        tf_write_put(f->loop, w);
     }
     tf_hs_packet_free(f->held);
     tf_hs_session_deinit(&f->hs);
@@ -123,6 +149,7 @@ void tf_flow_start_handshake(tlsflow *f, const char *server_name, const char *ca
     f->open_cb = cb;
     f->open_arg = arg;
     f->state = FLOW_HANDSHAKE;
+    tf_flow_ktls_attach_early(f);
     ret = tf_hs_session_init(&f->hs, cfg, server_name, cache_key, &f->in, &f->out, &f->rx_eof);
     if (ret < 0) {
         f->err = tf_err(TLSFLOW_E_TLS, ret);
@@ -270,9 +297,7 @@ static void fail_pending(tlsflow *f)
         if (f->wq_next == w)
             f->wq_next = w->next;
         deliver(f, w->cb, w->arg, TLSFLOW_ERROR, NULL, 0, err);
-        if (w->iov != w->inline_iov)
-            free(w->iov);
-        free(w);
+        tf_write_put(f->loop, w);
     }
     if (f->close_pending) {
         f->close_pending = false;
@@ -331,24 +356,22 @@ static int queue_write(tlsflow *f, const struct iovec *iov, int iovcnt, int file
         return -EINVAL;
     if (f->close_pending || f->bye_sent)
         return -EINVAL;   /* write after close */
-    w = calloc(1, sizeof(*w));
+    for (int i = 0; i < iovcnt; i++)
+        if (!iov[i].iov_base && iov[i].iov_len)
+            return -EINVAL;
+    w = write_get(f->loop);
     if (!w)
         return -ENOMEM;
     w->iov = w->inline_iov;
     if (iovcnt > 4) {
         w->iov = malloc(sizeof(*iov) * (size_t)iovcnt);
         if (!w->iov) {
-            free(w);
+            w->iov = w->inline_iov;
+            tf_write_put(f->loop, w);
             return -ENOMEM;
         }
     }
     for (int i = 0; i < iovcnt; i++) {
-        if (!iov[i].iov_base && iov[i].iov_len) {
-            if (w->iov != w->inline_iov)
-                free(w->iov);
-            free(w);
-            return -EINVAL;
-        }
         w->iov[i] = iov[i];
         w->total += iov[i].iov_len;
     }

@@ -80,6 +80,17 @@ static int install(tlsflow *f, enum tf_ktls_dir dir)
     return ret;
 }
 
+/* The ULP goes on while the connection is surely ESTABLISHED: a peer that
+ * closes right after its last handshake flight would otherwise leave the
+ * socket in CLOSE_WAIT, where the kernel refuses it.  Without keys it is
+ * plain TCP. */
+void tf_flow_ktls_attach_early(tlsflow *f)
+{
+    if (f->cfg->ktls == TLSFLOW_KTLS_OFF || f->ulp_attached || tf_ktls_probe_ulp() < 0)
+        return;
+    f->ulp_attached = tf_ktls_attach(f->fd) == 0;
+}
+
 /* A direction the kernel refuses stays in userspace under AUTO; REQUIRE fails. */
 static bool switch_failed(tlsflow *f, int ret)
 {
@@ -240,6 +251,10 @@ static void ktx_done(tf_op *op, int res, unsigned flags)
     tf_trace(f, "kernel send (kind %d): %d", f->ktx_kind, res);
     if (res == -EPIPE || res == -ECONNRESET) {
         f->wr_eof = true;
+    } else if (res == -EBADMSG) {
+        /* A record that failed to decrypt poisons the whole socket: the
+         * send may learn it before the receive does. */
+        tf_flow_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
     } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, -res));
     } else if (res > 0) {

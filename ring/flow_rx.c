@@ -42,6 +42,7 @@ static void multishot_done(tf_op *op, int res, unsigned flags)
         } else {
             memcpy(tf_buf_tail(&f->in), src, (size_t)res);
             f->in.len += (size_t)res;
+            f->loop->cipher_copied += (uint64_t)res;
         }
         tf_ring_buf_recycle(f->loop, bid);
         /* Nobody reads: stop taking bytes in until somebody does. */

@@ -57,13 +57,6 @@ static uint64_t produced(const tlsflow *f)
     return f->tx_sent + f->sending.len + f->out.len;
 }
 
-static void free_write(tf_write *w)
-{
-    if (w->iov != w->inline_iov)
-        free(w->iov);
-    free(w);
-}
-
 /* Reads the next piece of a sendfile write into the loop's shared buffer:
  * used at once, by one flow at a time. */
 static ssize_t file_chunk(tlsflow *f, tf_write *w, const void **p)
@@ -86,45 +79,70 @@ static ssize_t file_chunk(tlsflow *f, tf_write *w, const void **p)
     if (n == 0)
         return -ENODATA;   /* the file is shorter than asked */
     *p = loop->plain;
+    loop->plain_copied += (uint64_t)n;
     return n;
 }
 
-/* Encrypts queued writes until the batch is full; returns false on error. */
+/* Writes encrypted while small pieces were corked learn where they end once
+ * GnuTLS has turned the cork into records. */
+static bool uncork(tlsflow *f)
+{
+    int ret = tf_hs_uncork(&f->hs);
+
+    if (ret < 0) {
+        tf_flow_fail(f, tf_hs_error(&f->hs, ret));
+        return false;
+    }
+    for (tf_write *w = f->wq; w && w != f->wq_next; w = w->next)
+        if (w->end == UINT64_MAX)
+            w->end = produced(f);
+    return true;
+}
+
+/* Encrypts queued writes until the batch is full; returns false on error.
+ * Pieces smaller than a record are corked together into full records. */
 static bool encrypt_writes(tlsflow *f)
 {
-    while (f->wq_next && f->out.len < TX_BATCH) {
+    size_t corked = 0;
+
+    while (f->wq_next && f->out.len + corked < TX_BATCH) {
         tf_write *w = f->wq_next;
         const void *p = NULL;
         size_t n;
         ssize_t ret;
 
-        if (w->file_fd >= 0) {
-            if (w->cur_off == w->total) {
-                w->taken = true;
-            } else {
-                ret = file_chunk(f, w, &p);
+        if (w->file_fd >= 0 && w->cur_off < w->total) {
+            if (corked && !uncork(f))
+                return false;
+            corked = 0;
+            ret = file_chunk(f, w, &p);
+            if (ret < 0) {
+                tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, (int)-ret));
+                return false;
+            }
+            for (size_t off = 0, len = (size_t)ret; off < len;) {
+                n = len - off < RECORD_MAX ? len - off : RECORD_MAX;
+                ret = tf_hs_send(&f->hs, (const char *)p + off, n);
                 if (ret < 0) {
-                    tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, (int)-ret));
+                    tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
                     return false;
                 }
-                for (size_t off = 0, len = (size_t)ret; off < len;) {
-                    n = len - off < RECORD_MAX ? len - off : RECORD_MAX;
-                    ret = tf_hs_send(&f->hs, (const char *)p + off, n);
-                    if (ret < 0) {
-                        tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
-                        return false;
-                    }
-                    off += (size_t)ret;
-                    w->cur_off += (size_t)ret;
-                }
-                continue;
+                off += (size_t)ret;
+                w->cur_off += (size_t)ret;
             }
-        } else if (w->cur == w->iovcnt) {
-            w->taken = true;
-        } else {
+            continue;
+        }
+        if (w->file_fd < 0 && w->cur < w->iovcnt) {
             n = w->iov[w->cur].iov_len - w->cur_off;
             if (n > RECORD_MAX)
                 n = RECORD_MAX;
+            if (n == RECORD_MAX && corked) {   /* a full record goes out as it is */
+                if (!uncork(f))
+                    return false;
+                corked = 0;
+            } else if (n && n < RECORD_MAX && !corked) {
+                tf_hs_cork(&f->hs);
+            }
             if (n) {
                 ret = tf_hs_send(&f->hs, (const char *)w->iov[w->cur].iov_base + w->cur_off, n);
                 if (ret < 0) {
@@ -132,6 +150,10 @@ static bool encrypt_writes(tlsflow *f)
                     return false;
                 }
                 w->cur_off += (size_t)ret;
+                if (n < RECORD_MAX || corked) {
+                    corked += (size_t)ret;
+                    f->loop->plain_copied += (uint64_t)ret;
+                }
             }
             if (w->cur_off == w->iov[w->cur].iov_len) {
                 w->cur++;
@@ -139,10 +161,11 @@ static bool encrypt_writes(tlsflow *f)
             }
             continue;
         }
-        w->end = produced(f);
+        w->taken = true;
+        w->end = corked ? UINT64_MAX : produced(f);
         f->wq_next = w->next;
     }
-    return true;
+    return !corked || uncork(f);
 }
 
 static void complete_writes(tlsflow *f)
@@ -160,7 +183,7 @@ static void complete_writes(tlsflow *f)
         if (f->wq_next == w)
             f->wq_next = w->next;
         w->cb(f, &r, w->arg);
-        free_write(w);
+        tf_write_put(f->loop, w);
         if (f->err.code || f->freed)
             return;
     }

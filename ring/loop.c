@@ -323,6 +323,17 @@ TLSFLOW_PUBLIC int tlsflow_loop_run(tlsflow_loop *loop)
     return 0;
 }
 
+TLSFLOW_PUBLIC int tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out)
+{
+    if (!loop || !out)
+        return -EINVAL;
+    out->submissions = loop->submissions;
+    out->enters = loop->enters;
+    out->plaintext_copied = loop->plain_copied;
+    out->ciphertext_copied = loop->cipher_copied;
+    return 0;
+}
+
 TLSFLOW_PUBLIC void tlsflow_loop_stop(tlsflow_loop *loop)
 {
     if (loop)
@@ -349,5 +360,10 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
     free(loop->br_bufs);
     while (loop->in_pool_n)
         free(loop->in_pool[--loop->in_pool_n]);
+    while (loop->free_writes) {
+        tf_write *w = loop->free_writes;
+        loop->free_writes = w->next;
+        free(w);
+    }
     free(loop);
 }

@@ -63,6 +63,9 @@ struct tlsflow_loop {
     size_t   in_pool_n;
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
+    uint64_t plain_copied, cipher_copied;
+    struct tf_write *free_writes; /* write requests kept for reuse */
+    size_t   nfree_writes;
 };
 
 /* loop.c */
@@ -178,6 +181,7 @@ struct tlsflow {
 /* flow_ktls.c: the kernel's side of a flow */
 enum { KTX_DATA = 1, KTX_HANDSHAKE, KTX_ALERT, KTX_SPLICE };
 tlsflow_error tf_flow_ktls_plan(tlsflow *f);
+void tf_flow_ktls_attach_early(tlsflow *f);
 bool tf_flow_ktls_tx_switch(tlsflow *f);   /* false: the flow failed */
 bool tf_flow_ktls_rx_switch(tlsflow *f);
 void tf_flow_krx_post(tlsflow *f);
@@ -185,6 +189,7 @@ void tf_flow_ktx_progress(tlsflow *f);
 bool tf_flow_ktx_close(tlsflow *f);       /* sends close_notify; false while not possible */
 
 /* flow.c */
+void tf_write_put(tlsflow_loop *loop, tf_write *w);
 tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd);
 void tf_flow_start_handshake(tlsflow *f, const char *server_name, const char *cache_key,
                              tlsflow_cb *cb, void *arg);
