@@ -44,11 +44,15 @@ static ssize_t vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iov
 
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
     if (tf_buf_reserve(hs->out, total)) {
         gnutls_transport_set_errno(hs->s, ENOMEM);
         return -1;
     }
     for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_len)
+            continue;
         memcpy(tf_buf_tail(hs->out), iov[i].iov_base, iov[i].iov_len);
         hs->out->len += iov[i].iov_len;
     }

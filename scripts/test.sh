@@ -44,8 +44,10 @@ lane build configure "$rel" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 has tests && lane tests run_ctest "$rel" 'unit|interop'
 if has sanitize; then
     lane sanitize-build configure "$asan" -DCMAKE_BUILD_TYPE=Debug -DTLSFLOW_SANITIZE=ON
-    lane sanitize env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_ctest "$asan" 'unit|interop'
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    lane sanitize run_ctest "$asan" 'unit|interop'
+    unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 has valgrind && lane valgrind scripts/valgrind.sh "$rel"
 if has fuzz && [[ -x tests/fuzz/run.sh ]]; then
