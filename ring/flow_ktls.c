@@ -384,7 +384,9 @@ void tf_flow_ktx_progress(tlsflow *f)
         submit_msg(f, KTX_HANDSHAKE, 1, TF_REC_HANDSHAKE, 0);
         return;
     }
-    for (tf_write *w = f->wq; w && n < TF_KTX_IOV; w = w->next) {
+    tf_write *w;
+
+    for (w = f->wq; w && n < TF_KTX_IOV; w = w->next) {
         uint64_t start;
 
         if (!w->taken) {          /* positions are given once, in queue order */
@@ -419,8 +421,9 @@ void tf_flow_ktx_progress(tlsflow *f)
             pos += len;
         }
     }
+    /* More queued behind this batch: let the kernel fill whole records. */
     if (n)
-        submit_msg(f, KTX_DATA, n, 0, 0);
+        submit_msg(f, KTX_DATA, n, 0, w ? MSG_MORE : 0);
 }
 
 /* close_notify through the kernel: a record of type 21. */
