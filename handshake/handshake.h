@@ -86,6 +86,7 @@ void tf_hs_session_deinit(tf_session *hs);
 /* 0 when done, GNUTLS_E_AGAIN when it needs more input, else a GnuTLS error. */
 int  tf_hs_handshake(tf_session *hs);
 void tf_hs_info(const tf_session *hs, tlsflow_info *out);
+bool tf_hs_gnutls_owns_ktls(const tf_session *hs);
 int  tf_hs_peer_certificate(const tf_session *hs, size_t index, const void **der, size_t *len);
 tlsflow_error tf_hs_error(const tf_session *hs, int gnutls_ret);
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/socket.h>
+
 #include "handshake/handshake.h"
 
 /* ---- Transport: GnuTLS reads `in` and appends to `out`; ring/ moves them. ---- */
@@ -229,6 +231,14 @@ int tf_hs_handshake(tf_session *hs)
     do {
         ret = gnutls_handshake(hs->s);
     } while (ret < 0 && ret != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(ret));
+    if (ret == 0 && hs->cfg->role == TLSFLOW_CLIENT && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL) {
+        gnutls_typed_vdata_st name = { GNUTLS_DT_DNS_HOSTNAME, (unsigned char *)hs->server_name, 0 };
+        unsigned status = GNUTLS_CERT_INVALID;
+        if (gnutls_certificate_verify_peers(hs->s, hs->server_name ? &name : NULL,
+                                            hs->server_name ? 1 : 0, &status) < 0)
+            status = GNUTLS_CERT_INVALID;
+        hs->optional_status = status;   /* reported in tlsflow_info, never fatal */
+    }
     if (ret == 0 && hs->cfg->role == TLSFLOW_SERVER && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL) {
         unsigned n = 0, status = 0;
         if (gnutls_certificate_get_peers(hs->s, &n) && n &&
@@ -281,6 +291,15 @@ void tf_hs_info(const tf_session *hs, tlsflow_info *out)
         out->server_name = hs->server_name;
     }
     out->resumed = gnutls_session_is_resumed(hs->s) != 0;
+    out->peer_verify_status = hs->cfg->role == TLSFLOW_CLIENT && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL
+                                  ? hs->optional_status : 0;
+}
+
+bool tf_hs_gnutls_owns_ktls(const tf_session *hs)
+{
+    /* GnuTLS's own kTLS (its config file's "ktls = true") would fight ours
+     * for the socket; with our transport callbacks it stays off, and we check. */
+    return gnutls_transport_is_ktls_enabled(hs->s) != 0;
 }
 
 int tf_hs_peer_certificate(const tf_session *hs, size_t index, const void **der, size_t *len)

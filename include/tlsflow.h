@@ -92,8 +92,11 @@ int  tlsflow_config_new(tlsflow_config **out, tlsflow_role role);
 void tlsflow_config_free(tlsflow_config *cfg);   /* after the last flow using it is freed */
 int  tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem, const char *key_pem);
 int  tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem);  /* clients default to the system trust store */
-/* Clients default to REQUIRED.  Servers default to NONE (no client certificate
- * asked); OPTIONAL asks for one and verifies it when given, REQUIRED demands one. */
+/* Clients default to REQUIRED (the handshake fails on an untrusted or
+ * misnamed certificate); OPTIONAL verifies and reports the result in
+ * tlsflow_info.peer_verify_status without failing; NONE does not verify.
+ * Servers default to NONE (no client certificate asked); OPTIONAL asks for one
+ * and verifies it when given, REQUIRED demands one. */
 int  tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify mode);
 int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priority);
 int  tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols, size_t count);
@@ -152,6 +155,8 @@ typedef struct {
     const char *server_name;
     int         ktls_tx, ktls_rx;  /* 1 where the kernel holds that direction's key */
     int         resumed;
+    unsigned    peer_verify_status; /* clients with TLSFLOW_VERIFY_OPTIONAL: the GnuTLS verify
+                                       status of the server's certificate (0 = trusted); else 0 */
 } tlsflow_info;
 int  tlsflow_get_info(const tlsflow *flow, tlsflow_info *out);
 /* The peer's certificate chain, leaf first: DER bytes of element index, valid

@@ -42,7 +42,7 @@ tlsflow_error tf_flow_ktls_plan(tlsflow *f)
 
     if (f->cfg->ktls == TLSFLOW_KTLS_OFF)
         return tf_err(0, 0);
-    ret = tf_ktls_probe_ulp();
+    ret = tf_hs_gnutls_owns_ktls(&f->hs) ? -EBUSY : tf_ktls_probe_ulp();
     if (ret == 0)
         ret = secret_params(f, &version, &cipher);
     if (ret == 0)
