@@ -27,6 +27,7 @@ static int secret_params(tlsflow *f, unsigned *version, enum tf_ktls_cipher *cip
     if (ret == 0) {
         *version = s.version;
         *cipher = s.cipher;
+        f->tls_version = s.version;
         f->tx_record_limit = tf_ktls_record_limit(s.version, s.cipher);
     }
     tf_ktls_secret_wipe(&s);
@@ -361,31 +362,28 @@ static void splice_file(tlsflow *f, tf_write *w)
 void tf_flow_ktx_progress(tlsflow *f)
 {
     uint64_t pos = 0;
+    tf_write *w;
     int n = 0;
 
     if (f->send_op.busy || f->splice_op.busy || f->wr_eof)
         return;
+    if (f->tx_record_limit && !f->tx_rekey_pending &&
+        f->tx_records + 1024 >= f->tx_record_limit) {
+        /* The AEAD limit is near: a new key where the kernel can take one,
+         * else the flow ends here rather than wear the key out. */
+        if (!tf_ktls_has_rekey(f->tls_version) || tf_hs_request_key_update_reply(&f->hs) < 0 ||
+            !f->post_out.len) {
+            tf_flow_fail(f, tf_err(TLSFLOW_E_REKEY, EBUSY));
+            return;
+        }
+        f->tx_rekey_pending = true;
+    }
     if (f->post_out.len) {       /* a KeyUpdate or other handshake message first */
         f->kio->ktx_iov[0].iov_base = tf_buf_head(&f->post_out);
         f->kio->ktx_iov[0].iov_len = f->post_out.len;
         submit_msg(f, KTX_HANDSHAKE, 1, TF_REC_HANDSHAKE, 0);
         return;
     }
-    if (f->tx_record_limit && f->tx_records + 1024 >= f->tx_record_limit) {
-        /* The AEAD limit is near: a new key where the kernel can take one. */
-        int ret = tf_ktls_has_rekey(0x0304) ? tf_hs_request_key_update_reply(&f->hs) : -1;
-        if (ret < 0 || !f->post_out.len) {
-            tf_flow_fail(f, tf_err(TLSFLOW_E_REKEY, EBUSY));
-            return;
-        }
-        f->tx_rekey_pending = true;
-        f->kio->ktx_iov[0].iov_base = tf_buf_head(&f->post_out);
-        f->kio->ktx_iov[0].iov_len = f->post_out.len;
-        submit_msg(f, KTX_HANDSHAKE, 1, TF_REC_HANDSHAKE, 0);
-        return;
-    }
-    tf_write *w;
-
     for (w = f->wq; w && n < TF_KTX_IOV; w = w->next) {
         uint64_t start;
 

@@ -173,6 +173,7 @@ struct tlsflow {
     tf_buf             post_out;                   /* handshake messages for the peer */
     uint64_t           tx_pos;                     /* kernel: stream position given to writes */
     uint64_t           tx_records, tx_record_limit;
+    unsigned           tls_version;
     int                pipe_fd[2];                 /* sendfile: file -> pipe -> socket */
     size_t             pipe_len;
     tf_op              splice_op;
