@@ -52,7 +52,7 @@ static void destroy(tf_link *l)
     }
     tf_hs_packet_free(f->held);
     tf_hs_session_deinit(&f->hs);
-    tf_ring_in_release(f->loop, &f->in);
+    tf_pool_release(&f->loop->in_pool, &f->in);
     tf_buf_free(&f->in);
     tf_buf_free(&f->out);
     tf_buf_free(&f->sending);

@@ -37,7 +37,7 @@ static void multishot_done(tf_op *op, int res, unsigned flags)
         const uint8_t *src = tf_ring_buf(f->loop, bid);
 
         tf_mark_defined(src, (size_t)res);
-        if (tf_ring_in_acquire(f->loop, &f->in) || tf_buf_reserve(&f->in, (size_t)res)) {
+        if (tf_pool_acquire(&f->loop->in_pool, &f->in) || tf_buf_reserve(&f->in, (size_t)res)) {
             tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
         } else {
             memcpy(tf_buf_tail(&f->in), src, (size_t)res);
@@ -258,7 +258,7 @@ static void user_rx_progress(tlsflow *f)
         if (ret == GNUTLS_E_AGAIN) {
             if (!f->ktls_rx_pending) {
                 if (f->rx_multishot)
-                    tf_ring_in_release(f->loop, &f->in);
+                    tf_pool_release(&f->loop->in_pool, &f->in);
                 tf_flow_post_recv(f, 0);
                 return;
             }

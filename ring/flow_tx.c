@@ -239,8 +239,21 @@ static void release_idle_buffers(tlsflow *f)
 {
     if (f->wq || f->send_op.busy || f->sending.len || f->out.len)
         return;
-    tf_buf_free(&f->sending);
+    tf_pool_release(&f->loop->tx_pool, &f->sending);
+    tf_pool_release(&f->loop->tx_pool, &f->out);
+}
+
+/* Writes to encrypt: a send buffer from the pool, big enough for a batch.
+ * (Handshake records were pushed into a small one of their own.) */
+static bool out_buffer(tlsflow *f)
+{
+    if (!f->wq_next || f->out.len || f->out.cap == TF_TX_CAP)
+        return true;
     tf_buf_free(&f->out);
+    if (tf_pool_acquire(&f->loop->tx_pool, &f->out) == 0)
+        return true;
+    tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
+    return false;
 }
 
 void tf_flow_tx_progress(tlsflow *f)
@@ -259,9 +272,13 @@ void tf_flow_tx_progress(tlsflow *f)
         tf_flow_flush(f);
         return;
     }
+    if (!out_buffer(f))
+        return;
     if (!f->wr_eof && !encrypt_writes(f))
         return;
     tf_flow_flush(f);
+    if (!out_buffer(f))
+        return;
     /* The next batch is encrypted while the kernel takes this one. */
     if (!f->wr_eof && !encrypt_writes(f))
         return;

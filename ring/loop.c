@@ -50,6 +50,8 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
         return ret;
     }
     loop->tasks_tail = &loop->tasks;
+    loop->in_pool.cap = TF_IN_CAP;
+    loop->tx_pool.cap = TF_TX_CAP;
     loop->objects.next = loop->objects.prev = &loop->objects;
     *out = loop;
     return 0;
@@ -234,27 +236,33 @@ void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid)
     io_uring_buf_ring_advance(loop->br, 1);
 }
 
-int tf_ring_in_acquire(tlsflow_loop *loop, tf_buf *b)
+int tf_pool_acquire(tf_pool *pool, tf_buf *b)
 {
     if (b->data)
         return 0;
-    b->data = loop->in_pool_n ? loop->in_pool[--loop->in_pool_n] : malloc(TF_IN_CAP);
+    b->data = pool->n ? pool->items[--pool->n] : malloc(pool->cap);
     if (!b->data)
         return -ENOMEM;
-    b->cap = TF_IN_CAP;
+    b->cap = pool->cap;
     b->off = b->len = 0;
     return 0;
 }
 
-void tf_ring_in_release(tlsflow_loop *loop, tf_buf *b)
+void tf_pool_release(tf_pool *pool, tf_buf *b)
 {
     if (!b->data || b->len)
         return;
-    if (b->cap == TF_IN_CAP && loop->in_pool_n < TF_IN_POOL)
-        loop->in_pool[loop->in_pool_n++] = b->data;
+    if (b->cap == pool->cap && pool->n < TF_POOL_MAX)
+        pool->items[pool->n++] = b->data;
     else
         free(b->data);
     memset(b, 0, sizeof(*b));
+}
+
+void tf_pool_drain(tf_pool *pool)
+{
+    while (pool->n)
+        free(pool->items[--pool->n]);
 }
 
 TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
@@ -358,8 +366,8 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
     if (loop->br)
         munmap(loop->br, TF_BR_ENTRIES * sizeof(struct io_uring_buf));
     free(loop->br_bufs);
-    while (loop->in_pool_n)
-        free(loop->in_pool[--loop->in_pool_n]);
+    tf_pool_drain(&loop->in_pool);
+    tf_pool_drain(&loop->tx_pool);
     while (loop->free_writes) {
         tf_write *w = loop->free_writes;
         loop->free_writes = w->next;

@@ -13,7 +13,15 @@
 #define TF_BR_ENTRIES 128         /* ring of provided buffers, each TF_BR_SIZE */
 #define TF_BR_SIZE (32 * 1024)
 #define TF_IN_CAP (32 * 1024)
-#define TF_IN_POOL 64
+#define TF_TX_CAP (320 * 1024)    /* a send batch and a record more */
+#define TF_POOL_MAX 64
+
+/* Buffers of one size kept for reuse: a busy flow neither allocates nor
+ * faults pages in per operation, an idle one holds none. */
+typedef struct {
+    uint8_t *items[TF_POOL_MAX];
+    size_t   n, cap;
+} tf_pool;
 
 #include "include/tlsflow.h"
 #include "handshake/handshake.h"
@@ -59,8 +67,8 @@ struct tlsflow_loop {
     int      br_state;            /* 0 not tried, 1 ready, -errno unavailable */
     struct io_uring_buf_ring *br;
     uint8_t *br_bufs;
-    uint8_t *in_pool[TF_IN_POOL]; /* spare receive buffers of TF_IN_CAP bytes */
-    size_t   in_pool_n;
+    tf_pool  in_pool;             /* spare receive buffers */
+    tf_pool  tx_pool;             /* spare send buffers */
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
     uint64_t plain_copied, cipher_copied;
@@ -79,8 +87,9 @@ void tf_ring_timeout(tlsflow_loop *loop, tf_op *op, struct __kernel_timespec *ts
 bool tf_ring_bufring(tlsflow_loop *loop);            /* the provided-buffer ring, set up on first use */
 const uint8_t *tf_ring_buf(tlsflow_loop *loop, unsigned bid);
 void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid);
-int  tf_ring_in_acquire(tlsflow_loop *loop, tf_buf *b);  /* a pooled receive buffer for an empty b */
-void tf_ring_in_release(tlsflow_loop *loop, tf_buf *b);  /* b is empty: back to the pool */
+int  tf_pool_acquire(tf_pool *pool, tf_buf *b);   /* memory for a buffer that has none */
+void tf_pool_release(tf_pool *pool, tf_buf *b);   /* an empty b gives its memory back */
+void tf_pool_drain(tf_pool *pool);
 
 /* A write request queued on a flow. */
 typedef struct tf_write tf_write;
