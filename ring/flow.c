@@ -191,7 +191,7 @@ static bool drain_before_switch(tlsflow *f)
     size_t len;
     ssize_t ret;
 
-    while (f->in.len && !f->held) {
+    while (f->in.len && !f->held && !f->rx_err.code) {
         pkt = NULL;
         ret = tf_hs_recv_packet(&f->hs, &pkt, &data, &len);
         if (ret > 0) {
@@ -207,8 +207,9 @@ static bool drain_before_switch(tlsflow *f)
             f->peer_closed = true;
             return true;
         }
-        f->err = tf_hs_error(&f->hs, (int)ret);
-        return false;
+        /* Found before the application has the flow: its first read learns it. */
+        f->rx_err = tf_hs_error(&f->hs, (int)ret);
+        return true;
     }
     return true;
 }
@@ -266,7 +267,8 @@ static void handshake_progress(tlsflow *f)
             open_failed(f, f->err);
             return;
         }
-        if (f->ktls_rx_pending && f->in.len == 0 && !f->held && !tf_flow_ktls_rx_switch(f)) {
+        if (f->ktls_rx_pending && f->in.len == 0 && !f->held && !f->rx_err.code &&
+            !tf_flow_ktls_rx_switch(f)) {
             open_failed(f, f->err);
             return;
         }

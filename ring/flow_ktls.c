@@ -139,19 +139,29 @@ bool tf_flow_ktls_rx_switch(tlsflow *f)
 
 /* ---- Receiving ---- */
 
+/* What the receive side finds goes to the reader after the bytes that came
+ * before it; nothing more is taken in. */
+static void rx_fail(tlsflow *f, tlsflow_error err)
+{
+    if (!f->rx_err.code)
+        f->rx_err = err;
+    tf_ring_cancel(f->loop, &f->recv_op);
+    tf_flow_schedule(f);
+}
+
 static void rekey_rx(tlsflow *f, const tf_post_event *ev)
 {
     int ret = install(f, TF_KTLS_RX);
 
     if (ret < 0) {
         /* 6.1 answers EBUSY, and every later record would be EBADMSG. */
-        tf_flow_fail(f, tf_err(TLSFLOW_E_REKEY, -ret));
+        rx_fail(f, tf_err(TLSFLOW_E_REKEY, -ret));
         return;
     }
     if (ev->update_requested && !f->tx_rekey_pending) {
         ret = tf_hs_request_key_update_reply(&f->hs);
         if (ret < 0) {
-            tf_flow_fail(f, tf_hs_error(&f->hs, ret));
+            rx_fail(f, tf_hs_error(&f->hs, ret));
             return;
         }
         f->tx_rekey_pending = true;
@@ -168,21 +178,21 @@ static void control_record(tlsflow *f, int type, const uint8_t *body, size_t len
     switch (type) {
     case TF_REC_ALERT:
         if (tf_ktls_parse_alert(body, len, &alert) < 0)
-            tf_flow_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+            rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
         else if (alert.is_close_notify)
             f->peer_closed = true;
         else if (alert.is_fatal)
-            tf_flow_fail(f, tf_err(TLSFLOW_E_ALERT, alert.description));
+            rx_fail(f, tf_err(TLSFLOW_E_ALERT, alert.description));
         break;
     case TF_REC_HANDSHAKE:
         ret = tf_hs_feed_handshake(&f->hs, body, len, &ev);
         if (ret < 0)
-            tf_flow_fail(f, tf_hs_error(&f->hs, ret));
+            rx_fail(f, tf_hs_error(&f->hs, ret));
         else if (ev.key_update)
             rekey_rx(f, &ev);
         break;
     default:   /* ChangeCipherSpec after the handshake, or worse */
-        tf_flow_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+        rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
         break;
     }
 }
@@ -203,18 +213,80 @@ static void krx_done(tf_op *op, int res, unsigned flags)
         if (type == TF_REC_DATA)
             f->in.len += (size_t)res;
         else if (type < 0)
-            tf_flow_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+            rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
         else
             control_record(f, type, p, (size_t)res);
     } else if (res == 0) {
         f->rx_eof = true;
     } else if (res == -EBADMSG) {
-        tf_flow_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+        rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
     } else if (res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
         f->rx_errno = -res;
     }
     tf_flow_schedule(f);
     tf_flow_release(f);
+}
+
+#define RX_HIGH (256 * 1024)   /* plaintext a flow takes in before it stops receiving */
+
+/* One multishot RECVMSG for the flow's life on the shared buffer ring: every
+ * record type comes in its own completion (data, alerts, handshake messages),
+ * and an idle flow holds no buffer.  Layout of each buffer: the
+ * io_uring_recvmsg_out header, the control area, then the payload. */
+static void kmulti_done(tf_op *op, int res, unsigned flags)
+{
+    tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
+    struct msghdr *msg = &f->kio->krx_msg;
+    struct io_uring_recvmsg_out *o;
+
+    if (res >= 0 && (flags & IORING_CQE_F_BUFFER)) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        uint8_t *buf = (uint8_t *)tf_ring_buf(f->loop, bid);
+
+        tf_mark_defined(buf, (size_t)res);
+        o = io_uring_recvmsg_validate(buf, res, msg);
+        if (!o) {
+            rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+        } else if (f->rx_err.code) {
+            ;                          /* after an error nothing more is taken */
+        } else {
+            const uint8_t *payload = io_uring_recvmsg_payload(o, msg);
+            size_t len = io_uring_recvmsg_payload_length(o, res, msg);
+            int type = tf_ktls_record_type_buf(buf + sizeof(*o) + msg->msg_namelen, o->controllen);
+
+            tf_trace(f, "kernel recvmsg (ring): %zu bytes, record type %d%s", len, type,
+                     flags & IORING_CQE_F_MORE ? "" : ", disarmed");
+            if (len == 0 && o->controllen == 0 && !(flags & IORING_CQE_F_MORE)) {
+                f->rx_eof = true;      /* multishot's way of saying EOF */
+            } else if (type == TF_REC_DATA) {
+                if (tf_pool_acquire(&f->loop->in_pool, &f->in) || tf_buf_reserve(&f->in, len)) {
+                    tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
+                } else if (len) {
+                    memcpy(tf_buf_tail(&f->in), payload, len);
+                    f->in.len += len;
+                    f->loop->plain_copied += len;
+                }
+            } else if (type < 0) {
+                rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+            } else {
+                control_record(f, type, payload, len);
+            }
+        }
+        tf_ring_buf_recycle(f->loop, bid);
+        if (f->in.len > RX_HIGH && (flags & IORING_CQE_F_MORE))
+            tf_ring_cancel(f->loop, &f->recv_op);
+    } else {
+        tf_trace(f, "kernel recvmsg (ring): %d", res);
+        if (res == -EBADMSG)
+            rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+        else if (res == -EKEYEXPIRED && !f->err.code)
+            ;   /* 6.14+ paused after a KeyUpdate: the new key is in, re-arm */
+        else if (res < 0 && res != -ENOBUFS && res != -EINTR && res != -EAGAIN && res != -ECANCELED)
+            f->rx_errno = -res;
+    }
+    tf_flow_schedule(f);
+    if (!(flags & IORING_CQE_F_MORE))
+        tf_flow_release(f);
 }
 
 void tf_flow_krx_post(tlsflow *f)
@@ -223,6 +295,17 @@ void tf_flow_krx_post(tlsflow *f)
 
     if (f->recv_op.busy || f->rx_eof || f->rx_errno || f->freed || f->err.code)
         return;
+    if (tf_ring_bufring(f->loop)) {
+        memset(&f->kio->krx_msg, 0, sizeof(f->kio->krx_msg));
+        f->kio->krx_msg.msg_controllen = CMSG_SPACE(1);
+        f->recv_op.done = kmulti_done;
+        sqe = tf_ring_sqe(f->loop, &f->recv_op);
+        io_uring_prep_recvmsg_multishot(sqe, f->fd, &f->kio->krx_msg, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = TF_BGID;
+        f->refs++;
+        return;
+    }
     if (tf_buf_reserve(&f->in, RECV_ROOM)) {
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
         return;

@@ -123,6 +123,14 @@ static void end_of_stream(tlsflow *f, tlsflow_error err)
     tf_flow_fail(f, err);
 }
 
+/* Nobody reads: the kernel path stops receiving, so that the socket's bytes
+ * stay in the kernel (where plain read() on tlsflow_fd finds them). */
+static void stop_idle_arm(tlsflow *f)
+{
+    if (f->recv_op.busy && f->loop->br_state > 0)
+        tf_ring_cancel(f->loop, &f->recv_op);
+}
+
 /* Plaintext straight from the kernel: `in` holds it, control records were
  * handled as they came. */
 static void kernel_rx_progress(tlsflow *f)
@@ -131,14 +139,18 @@ static void kernel_rx_progress(tlsflow *f)
         if (f->err.code || f->freed)
             return;
         if (f->in.len) {
-            if (!f->read_pending)
+            if (!f->read_pending) {
+                stop_idle_arm(f);
                 return;               /* held until the application reads */
+            }
             f->read_pending = false;
             {
                 tlsflow_result r = { TLSFLOW_OK, tf_buf_head(&f->in), f->in.len, { 0, 0 } };
                 size_t n = f->in.len;
                 f->read_cb(f, &r, f->read_arg);
                 tf_buf_consume(&f->in, n);
+                if (f->in.len == 0 && f->loop->br_state > 0)   /* receives go to the ring */
+                    tf_pool_release(&f->loop->in_pool, &f->in);
             }
             continue;
         }
@@ -156,8 +168,14 @@ static void kernel_rx_progress(tlsflow *f)
                 end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
             return;
         }
-        if (!f->read_pending && !f->close_pending)
+        if (f->rx_err.code) {         /* everything before it was read */
+            tf_flow_fail(f, f->rx_err);
             return;
+        }
+        if (!f->read_pending && !f->close_pending) {
+            stop_idle_arm(f);
+            return;
+        }
         if (f->rx_eof) {              /* the kernel reports a cut record as a plain 0 */
             end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
             return;
@@ -206,6 +224,10 @@ static void user_rx_progress(tlsflow *f)
         if (f->rx_truncated) {
             if (f->read_pending)
                 end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
+            return;
+        }
+        if (f->rx_err.code && !f->held) {
+            tf_flow_fail(f, f->rx_err);
             return;
         }
         if (!f->read_pending && !(f->close_pending && !f->held && !f->peer_closed))

@@ -116,6 +116,7 @@ struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op)
 
     io_uring_sqe_set_data(sqe, op);
     op->busy = true;
+    loop->inflight++;
     return sqe;
 }
 
@@ -171,14 +172,16 @@ static unsigned run_tasks(tlsflow_loop *loop)
     return n;
 }
 
-static void dispatch(const struct io_uring_cqe *cqe)
+static void dispatch(tlsflow_loop *loop, const struct io_uring_cqe *cqe)
 {
     tf_op *op = io_uring_cqe_get_data(cqe);
 
     if (!op)
         return;                 /* a detached request: cancel, timeout removal */
-    if (!(cqe->flags & IORING_CQE_F_MORE))
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
         op->busy = false;
+        loop->inflight--;
+    }
     op->done(op, cqe->res, cqe->flags);
 }
 
@@ -292,7 +295,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
             return ret;
     }
     for (size_t i = 0; i < loop->nstash; i++)
-        dispatch(&loop->stash[i]);
+        dispatch(loop, &loop->stash[i]);
     handled += (unsigned)loop->nstash;
     loop->nstash = 0;
     while ((n = io_uring_peek_batch_cqe(&loop->ring, cqes, 64)) > 0) {
@@ -302,7 +305,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
             batch[i] = *cqes[i];
         io_uring_cq_advance(&loop->ring, n);
         for (unsigned i = 0; i < n; i++)
-            dispatch(&batch[i]);
+            dispatch(loop, &batch[i]);
         handled += n;
     }
     handled += run_tasks(loop);
@@ -350,11 +353,44 @@ TLSFLOW_PUBLIC void tlsflow_loop_stop(tlsflow_loop *loop)
 
 /* Objects still open are released without their callbacks: no callback may
  * run outside tlsflow_loop_run*. */
+/* Cancels every request and waits for them to end, so that the sockets they
+ * hold are closed when tlsflow_loop_free returns (the ring's own teardown
+ * would let them go later, in a kernel worker).  No callback runs. */
+static void drain(tlsflow_loop *loop)
+{
+    struct __kernel_timespec ts = { 0, 50 * 1000 * 1000 };
+    struct io_uring_sqe *sqe;
+    struct io_uring_cqe *cqe;
+    int idle = 0;
+
+    if (!loop->inflight)
+        return;
+    tf_ring_sqe_detached(loop, &sqe);
+    io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+    io_uring_submit(&loop->ring);
+    for (size_t i = 0; i < loop->nstash; i++)
+        if (loop->stash[i].user_data && !(loop->stash[i].flags & IORING_CQE_F_MORE))
+            loop->inflight--;
+    loop->nstash = 0;
+    /* Bounded: a kernel without CANCEL_ANY (before 5.19) leaves us waiting. */
+    while (loop->inflight && idle < 20) {
+        if (io_uring_wait_cqe_timeout(&loop->ring, &cqe, &ts) < 0) {
+            idle++;
+            continue;
+        }
+        if (cqe->user_data && !(cqe->flags & IORING_CQE_F_MORE))
+            loop->inflight--;
+        if (cqe->flags & IORING_CQE_F_BUFFER && loop->br)
+            tf_ring_buf_recycle(loop, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        io_uring_cqe_seen(&loop->ring, cqe);
+    }
+}
+
 TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
 {
     if (!loop)
         return;
-    /* Closing the ring cancels and waits for every request first. */
+    drain(loop);
     io_uring_queue_exit(&loop->ring);
     while (loop->objects.next != &loop->objects) {
         tf_link *l = loop->objects.next;

@@ -69,6 +69,7 @@ struct tlsflow_loop {
     uint8_t *br_bufs;
     tf_pool  in_pool;             /* spare receive buffers */
     tf_pool  tx_pool;             /* spare send buffers */
+    unsigned inflight;            /* our requests the kernel has not finished */
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
     uint64_t plain_copied, cipher_copied;
@@ -145,6 +146,7 @@ struct tlsflow {
     bool               rx_multishot;/* receives from the shared ring (never for kTLS RX) */
     bool               rx_eof;      /* TCP FIN seen */
     int                rx_errno;    /* recv failed with this errno */
+    tlsflow_error      rx_err;      /* found by the receive side: reported after the bytes before it */
     bool               peer_closed; /* close_notify seen */
     bool               rx_truncated;/* the peer dropped the connection after our close_notify */
     tlsflow_cb        *read_cb;
