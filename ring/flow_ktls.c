@@ -12,7 +12,6 @@
 #include "ktls/ktls.h"
 #include "ring/ring.h"
 
-#define RECV_ROOM (16 * 1024 + 512)
 #define PIPE_CHUNK (1024 * 1024)
 
 static const uint8_t close_notify[2] = { 1, 0 };
@@ -227,8 +226,6 @@ static void krx_done(tf_op *op, int res, unsigned flags)
     tf_flow_release(f);
 }
 
-#define RX_HIGH (256 * 1024)   /* plaintext a flow takes in before it stops receiving */
-
 /* One multishot RECVMSG for the flow's life on the shared buffer ring: every
  * record type comes in its own completion (data, alerts, handshake messages),
  * and an idle flow holds no buffer.  Layout of each buffer: the
@@ -273,7 +270,7 @@ static void kmulti_done(tf_op *op, int res, unsigned flags)
             }
         }
         tf_ring_buf_recycle(f->loop, bid);
-        if (f->in.len > RX_HIGH && (flags & IORING_CQE_F_MORE))
+        if (f->in.len > TF_RX_HIGH && (flags & IORING_CQE_F_MORE))
             tf_ring_cancel(f->loop, &f->recv_op);
     } else {
         tf_trace(f, "kernel recvmsg (ring): %d", res);
@@ -306,7 +303,7 @@ void tf_flow_krx_post(tlsflow *f)
         f->refs++;
         return;
     }
-    if (tf_buf_reserve(&f->in, RECV_ROOM)) {
+    if (tf_buf_reserve(&f->in, TF_RECV_ROOM)) {
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
         return;
     }

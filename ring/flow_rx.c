@@ -5,7 +5,6 @@
 
 #include "ring/ring.h"
 
-#define RECV_ROOM (16 * 1024 + 512)   /* a full record and its header */
 
 static void recv_done(tf_op *op, int res, unsigned flags)
 {
@@ -24,8 +23,6 @@ static void recv_done(tf_op *op, int res, unsigned flags)
     tf_flow_schedule(f);
     tf_flow_release(f);
 }
-
-#define RX_HIGH (256 * 1024)   /* bytes a flow takes in before it stops receiving */
 
 static void multishot_done(tf_op *op, int res, unsigned flags)
 {
@@ -46,7 +43,7 @@ static void multishot_done(tf_op *op, int res, unsigned flags)
         }
         tf_ring_buf_recycle(f->loop, bid);
         /* Nobody reads: stop taking bytes in until somebody does. */
-        if (f->in.len > RX_HIGH && (flags & IORING_CQE_F_MORE))
+        if (f->in.len > TF_RX_HIGH && (flags & IORING_CQE_F_MORE))
             tf_ring_cancel(f->loop, &f->recv_op);
     } else if (res == 0) {
         f->rx_eof = true;
@@ -75,7 +72,7 @@ void tf_flow_post_recv(tlsflow *f, size_t max)
         f->refs++;
         return;
     }
-    if (tf_buf_reserve(&f->in, RECV_ROOM)) {
+    if (tf_buf_reserve(&f->in, TF_RECV_ROOM)) {
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
         return;
     }

@@ -9,7 +9,6 @@
 #include "ring/ring.h"
 
 #define DEFAULT_DEPTH 256
-#define PLAIN_CAP (64 * 1024)
 
 int tf_trace_on;
 

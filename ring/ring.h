@@ -13,6 +13,8 @@
 #define TF_BR_ENTRIES 128         /* ring of provided buffers, each TF_BR_SIZE */
 #define TF_BR_SIZE (32 * 1024)
 #define TF_IN_CAP (32 * 1024)
+#define TF_RECV_ROOM (16 * 1024 + 512) /* a private receive: a full record and its header */
+#define TF_RX_HIGH (256 * 1024)   /* bytes a flow takes in before it stops receiving */
 #define TF_TX_CAP (320 * 1024)    /* a send batch and a record more */
 #define TF_POOL_MAX 64
 
