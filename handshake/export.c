@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "handshake/export.h"
+#include "handshake/handshake.h"
 
 static enum tf_ktls_cipher map_cipher(gnutls_cipher_algorithm_t c)
 {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "include/tlsflow.h"
+#include "ktls/ktls.h"
 
 /* Marks the definitions of the exported tlsflow_* calls. */
 #define TLSFLOW_PUBLIC __attribute__((visibility("default")))
@@ -113,5 +114,14 @@ void   tf_hs_whole_records(tf_session *hs, bool on);
 size_t tf_hs_whole_prefix(const uint8_t *p, size_t len, size_t *missing);
 int    tf_hs_feed_handshake(tf_session *hs, const uint8_t *msg, size_t len, tf_post_event *ev);
 int    tf_hs_request_key_update_reply(tf_session *hs);
+
+/* export.c: one direction's record state, in the form ktls/ installs.
+ * Fills *out with the key, IV and next sequence number GnuTLS holds for dir
+ * (TF_KTLS_RX: what we read, TF_KTLS_TX: what we write), after the handshake.
+ * 0, -EOPNOTSUPP for a version or cipher the kernel has no form for
+ * (TLS <= 1.1, CBC, AES-CCM-8 ...), -EINVAL for a bad argument, -EIO when GnuTLS
+ * refuses or hands back sizes that do not match the cipher.  *out is wiped on
+ * every error. */
+int tf_hs_export_secret(gnutls_session_t s, enum tf_ktls_dir dir, tf_ktls_secret *out);
 
 #endif

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "handshake/export.h"
+#include "handshake/handshake.h"
 #include "ktls/ktls.h"
 #include "ring/ring.h"
 

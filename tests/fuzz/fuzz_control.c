@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 
 #include "fuzz_common.h"
-#include "handshake/export.h"
+#include "handshake/handshake.h"
 #include "ktls/ktls.h"
 
 #ifndef SOL_TLS

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "handshake/export.h"
+#include "handshake/handshake.h"
 
 #define MAX_OPS 256
 

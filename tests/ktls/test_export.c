@@ -19,7 +19,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
-#include "handshake/export.h"
+#include "handshake/handshake.h"
 #include "ktls/ktls.h"
 #include "tls_pair.h"
 

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <gnutls/gnutls.h>
 
-#include "handshake/export.h"
+#include "handshake/handshake.h"
 #include "ktls/ktls.h"
 #include "ktls_test.h"
 #include "tls_pair.h"
