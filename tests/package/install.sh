@@ -50,6 +50,49 @@ else
     cat "$tmp/cc.log"; bad "consumer does not build with pkg-config's flags"
 fi
 
+step "a pkg-config program against OpenSSL and GnuTLS peers, both roles"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { python3 -c 'import socket,sys,time
+for _ in range(100):
+    try: socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close(); sys.exit(0)
+    except OSError: time.sleep(0.1)
+sys.exit(1)' "$1"; }
+# shellcheck disable=SC2086
+if ! "$cc" -std=c11 -Wall -Wextra -Werror $cflags "$here/peers.c" -o "$tmp/peers" $libs; then
+    bad "peers.c does not build with pkg-config's flags"
+elif ! command -v socat >/dev/null || ! command -v gnutls-serv >/dev/null || ! command -v openssl >/dev/null; then
+    echo "(skipped: socat, gnutls-serv or openssl missing)"
+else
+    export LD_LIBRARY_PATH=$libdir
+    p=$(free_port)
+    socat OPENSSL-LISTEN:"$p",bind=127.0.0.1,reuseaddr,fork,cert="$certs/server-rsa.pem",key="$certs/server-rsa-key.pem",verify=0 EXEC:cat 2>"$tmp/socat.log" &
+    sp=$!
+    wait_port "$p" && "$tmp/peers" client localhost "$p" "$certs/ca.pem" || bad "tlsflow client vs OpenSSL (socat) echo"
+    kill $sp 2>/dev/null; wait $sp 2>/dev/null || true
+    p=$(free_port)
+    gnutls-serv --echo -p "$p" --x509certfile="$certs/server-rsa.pem" --x509keyfile="$certs/server-rsa-key.pem" >"$tmp/gs.log" 2>&1 &
+    sp=$!
+    wait_port "$p" && "$tmp/peers" client localhost "$p" "$certs/ca.pem" || bad "tlsflow client vs gnutls-serv --echo"
+    kill $sp 2>/dev/null; wait $sp 2>/dev/null || true
+    for peer in openssl gnutls; do
+        mkfifo "$tmp/port.$peer"
+        "$tmp/peers" server "$certs/server-ecdsa.pem" "$certs/server-ecdsa-key.pem" >"$tmp/port.$peer" &
+        sp=$!
+        read -r _ p < "$tmp/port.$peer"
+        head -c 65536 /dev/urandom | base64 -w 63 | head -c 65536 > "$tmp/msg.$peer"
+        if [ $peer = openssl ]; then
+            (cat "$tmp/msg.$peer"; sleep 2) | timeout 20 openssl s_client -quiet -no_ign_eof -CAfile "$certs/ca.pem" \
+                -verify_return_error -servername localhost -connect 127.0.0.1:"$p" >"$tmp/echo.$peer" 2>"$tmp/cli.log"
+        else
+            (cat "$tmp/msg.$peer"; sleep 2) | timeout 20 gnutls-cli --logfile="$tmp/gcli.log" --x509cafile="$certs/ca.pem" -p "$p" localhost \
+                >"$tmp/echo.$peer" 2>"$tmp/cli.log"
+        fi
+        cmp -s "$tmp/msg.$peer" "$tmp/echo.$peer" || { cat "$tmp/cli.log"; bad "tlsflow server vs $peer client: echo differs"; }
+        wait $sp || bad "tlsflow server vs $peer client: server failed"
+    done
+    unset LD_LIBRARY_PATH
+fi
+
 step "static library"
 # Requires.private carries the dependencies a static link needs ...
 slibs=$(pkg-config --static --libs tlsflow)
