@@ -180,6 +180,12 @@ fetch_61() {
     local pkg krel ver deb
     pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' \
           | awk '{print $1}' | sort -V | tail -n1)
+    if [ -z "$pkg" ] && [ ! -f "$CACHE/kernels/6.1.pick" ]; then
+        # A fresh machine may have no package lists yet.
+        apt-get -o DPkg::Lock::Timeout=300 update >&2 || true
+        pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' \
+              | awk '{print $1}' | sort -V | tail -n1)
+    fi
     if [ -z "$pkg" ]; then
         # Fall back to what an earlier run fetched (offline rerun).
         [ -f "$CACHE/kernels/6.1.pick" ] || die "no linux-image-6.1.0-*-amd64 in apt (run apt-get update)"
