@@ -122,7 +122,9 @@ int  tlsflow_wrap_fd(tlsflow_loop *loop, const tlsflow_config *cfg, int fd,
                      const char *server_name /* clients: SNI + verification name */,
                      tlsflow_cb *cb, void *arg);
 /* on_flow runs once per handshaken flow; a connection whose handshake failed
- * is reported with flow == NULL and the error (the listener goes on). */
+ * is reported with flow == NULL and the error (the listener goes on).  The
+ * socket has SO_REUSEPORT, so that one listener per loop and thread can share
+ * a port (the kernel spreads connections among them). */
 int  tlsflow_listen(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host, const char *port,
                     tlsflow_cb *on_flow /* once per handshaken flow */, void *arg,
                     tlsflow_listener **out);
