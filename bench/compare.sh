@@ -1,28 +1,41 @@
 #!/bin/bash
 # tlsflow-serve against Debian's nginx (OpenSSL) on this machine, in one go.
 #
-# Same certificate (ECDSA P-256), same files, TLS 1.3 with AES-128-GCM on both,
-# one server thread/worker each.  Measures, for each server:
+# Same certificate (ECDSA P-256), same files, TLS 1.3 with AES-128-GCM and
+# X25519 on both, one server thread/worker each.  Measures, for each server:
 #   - throughput of 1 MiB and 100 MiB files with 1 and 16 connections, by wrk
 #     (OpenSSL client) and by tlsflow-bench (GnuTLS client), MB/s, medians of
 #     several runs;
 #   - the server's CPU seconds per GB sent (/proc/PID/stat utime+stime deltas);
-#   - full TLS 1.3 handshakes per second (tlsflow-bench handshake);
-#   - RSS per idle connection with N idle TLS 1.3 flows (default 10,000).
-# Prints every figure and the ratios tlsflow/nginx, and (full mode) writes
-# BENCHMARKS.md at the repository root from that output.
+#   - full TLS 1.3 handshakes per second (tlsflow-bench handshake, ECDSA P-256);
+#   - RSS per idle connection with N idle TLS 1.3 flows (default 10,000);
+#   - tlsflow-serve's own io_uring submission / plaintext copy counters, where
+#     the library exposes them.
+# Prints every figure, the ratios tlsflow/nginx and how far each target is
+# missed, and (full mode) writes BENCHMARKS.md at the repository root from
+# that output, with the exact command line.
 #
-# usage: bench/compare.sh [--quick] [--runs N] [--duration S] [--idle N]
-#                         [--build DIR] [--ktls] [--out FILE | --no-write]
-#   --quick     one short run per figure, 2,000 idle flows, about a minute;
+# From a fresh clone: builds the tools into build-bench/ (RelWithDebInfo, no
+# tests) unless --build names a built tree, and apt-get installs nginx-light,
+# wrk (and linux-perf or valgrind for --profile) when missing.
+#
+# usage: bench/compare.sh [--quick] [--vm] [--profile] [--runs N] [--duration S]
+#                         [--idle N] [--build DIR] [--ktls] [--out FILE | --no-write]
+#   --quick     one short run per figure, 2,000 idle flows, about 1.5 minutes;
 #               does not write BENCHMARKS.md unless --out is given
+#   --vm        also bench/compare-vm.sh: both servers, kTLS and userspace,
+#               inside the kTLS lane's qemu VM (newest kernel); its output is
+#               part of BENCHMARKS.md
+#   --profile   perf record (or callgrind) of tlsflow-serve serving 1 MiB to
+#               16 wrk connections; the top of the profile goes in the output
 #   --ktls      let both servers use kernel TLS (tlsflow --ktls auto, nginx
-#               "ssl_conf_command Options KTLS"); off by default
+#               "ssl_conf_command Options KTLS"); off by default (this
+#               machine's kernel may have no tls module)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CMDLINE="bench/compare.sh${*:+ $*}"
-RUNS=3 DURATION=5 IDLE=10000 QUICK=0 KTLS=0 OUT= WRITE=1 BUILD= ONLY=
+RUNS=3 DURATION=5 IDLE=10000 QUICK=0 KTLS=0 OUT= WRITE=1 BUILD= ONLY= VM=0 PROFILE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; RUNS=1; DURATION=2; IDLE=2000 ;;
@@ -31,6 +44,8 @@ while [ $# -gt 0 ]; do
         --idle) IDLE=$2; shift ;;
         --build) BUILD=$2; shift ;;
         --ktls) KTLS=1 ;;
+        --vm) VM=1 ;;
+        --profile) PROFILE=1 ;;
         --out) OUT=$2; shift ;;
         --no-write) WRITE=0 ;;
         --only) ONLY=$2; WRITE=0; shift ;;   # one server, for debugging this script
@@ -44,21 +59,58 @@ if [ -z "$OUT" ]; then
     OUT=$ROOT/BENCHMARKS.md
 fi
 
-for d in "$BUILD" "${TLSFLOW_BUILD:-}" "$ROOT/build-tools" "$ROOT/build"; do
-    if [ -n "$d" ] && [ -x "$d/tools/tlsflow-serve" ] && [ -x "$d/tools/tlsflow-bench" ]; then
-        BUILD=$d
-        break
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+apt_install() {
+    echo "compare.sh: installing $*" >&2
+    as_root apt-get -o DPkg::Lock::Timeout=300 install -y "$@" >&2 ||
+        { as_root apt-get -o DPkg::Lock::Timeout=300 update >&2 &&
+          as_root apt-get -o DPkg::Lock::Timeout=300 install -y "$@" >&2; }
+}
+need() {   # need COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+    command -v "$1" >/dev/null 2>&1 || { echo "compare.sh: $1 ($2) missing" >&2; exit 2; }
+}
+need nginx nginx-light
+need wrk wrk
+need certtool gnutls-bin
+need openssl openssl
+need ss iproute2
+
+if [ -n "$BUILD" ]; then
+    BUILD=$(cd "$BUILD" && pwd)
+else
+    # our own tree, rebuilt every time (incremental): the figures are of this source
+    BUILD=$ROOT/build-bench
+    need cmake cmake
+    need cc gcc
+    need pkg-config pkg-config
+    pkg-config --exists gnutls liburing || apt_install libgnutls28-dev liburing-dev
+    if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTLSFLOW_TESTS=OFF \
+            > "$ROOT/build-bench.log" 2>&1 || { cat "$ROOT/build-bench.log"; exit 2; }
     fi
-done
+    cmake --build "$BUILD" -j"$(nproc)" --target tlsflow-serve tlsflow-bench tlsflow-client \
+        >> "$ROOT/build-bench.log" 2>&1 || { tail -n 40 "$ROOT/build-bench.log"; exit 2; }
+    mv "$ROOT/build-bench.log" "$BUILD/compare-build.log"
+fi
 SERVE=$BUILD/tools/tlsflow-serve
 BENCH=$BUILD/tools/tlsflow-bench
 CLIENT=$BUILD/tools/tlsflow-client
-[ -x "$SERVE" ] || { echo "compare.sh: build the tools first (--build DIR)" >&2; exit 2; }
-for p in nginx wrk certtool ss awk; do
-    command -v $p >/dev/null || { echo "compare.sh: $p not installed" >&2; exit 2; }
-done
+[ -x "$SERVE" ] && [ -x "$BENCH" ] && [ -x "$CLIENT" ] ||
+    { echo "compare.sh: $BUILD has no built tools (tools/tlsflow-serve ...)" >&2; exit 2; }
+PROFILER=
+if [ "$PROFILE" = 1 ]; then
+    command -v perf >/dev/null 2>&1 || apt_install linux-perf || true
+    if command -v perf >/dev/null 2>&1 && perf record -q -o /dev/null -- true >/dev/null 2>&1; then
+        PROFILER=perf
+    else
+        need valgrind valgrind
+        PROFILER=callgrind
+    fi
+fi
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE + 200)) ]; then
     IDLE=$(( $(ulimit -n) - 200 ))
     echo "note: open-file limit $(ulimit -n): idle flows reduced to $IDLE"
@@ -109,7 +161,8 @@ start_tlsflow() {
     local k=off
     [ "$KTLS" = 1 ] && k=auto
     "$SERVE" --cert "$CERT" --key "$KEY" --root "$TMP/root" --port 0 --threads 1 \
-        --priority "$PRIO" --ktls $k --stats-interval 0 > "$TMP/serve.out" 2> "$TMP/serve.err" &
+        --priority "$PRIO" --ktls $k --stats-interval 86400 --grace 1 "$@" \
+        > "$TMP/serve.out" 2> "$TMP/serve.err" &
     SPID=$!
     for _ in $(seq 100); do
         [ -s "$TMP/serve.out" ] && break
@@ -121,6 +174,11 @@ start_tlsflow() {
 
 start_nginx() {
     PORT=$(free_port)
+    # one fd per connection (plain files are sendfile'd and closed at once);
+    # worker_connections counts the listener too
+    NGINX_NOFILE=$NOFILE NGINX_CONNS=$((IDLE + 500))
+    [ "$NOFILE" = unlimited ] && NGINX_NOFILE=$((IDLE + 1000))
+    [ "$NGINX_CONNS" -gt $((NGINX_NOFILE - 20)) ] && NGINX_CONNS=$((NGINX_NOFILE - 20))
     local n=$TMP/nginx ktls=
     mkdir -p "$n/tmp"
     [ "$KTLS" = 1 ] && ktls='ssl_conf_command Options KTLS;'
@@ -128,15 +186,16 @@ start_nginx() {
 daemon off;
 master_process off;
 worker_processes 1;
-worker_rlimit_nofile $((IDLE + 1000));
+worker_rlimit_nofile $NGINX_NOFILE;
 pid $n/nginx.pid;
 error_log $n/error.log warn;
-events { worker_connections $((IDLE + 500)); }
+events { worker_connections $NGINX_CONNS; multi_accept on; }
 http {
     access_log off;
     sendfile on;
     tcp_nopush on;
     keepalive_timeout 600;
+    client_header_timeout 600s;   # idle flows send no request: keep them
     keepalive_requests 1000000;
     client_body_temp_path $n/tmp/body;
     proxy_temp_path $n/tmp/proxy;
@@ -225,28 +284,78 @@ run_server() {  # run_server tlsflow|nginx
     done
 
     # idle flows: RSS growth of the server over IDLE established connections
-    local rss0 rss1 est=0 idle_s=$(( IDLE / 200 + 20 ))
+    local rss0 rss1 est=0 last=-1 same=0 idle_s=$(( IDLE / 100 + 30 )) t0
     rss0=$(rss_kb "$SPID")
     "$BENCH" idle --host 127.0.0.1 --port "$PORT" --ca "$CA" --priority "$PRIO" \
-        --connections "$IDLE" --duration $idle_s > "$TMP/idle.out" 2>&1 &
+        --connections "$IDLE" --threads 2 --duration $idle_s > "$TMP/idle.out" 2>&1 &
     local bpid=$!
-    for _ in $(seq $(( idle_s * 10 - 50 ))); do
+    t0=$(date +%s)
+    # until all are up, or the count stops growing for 3 s
+    while [ $(( $(date +%s) - t0 )) -lt $(( idle_s - 5 )) ]; do
+        sleep 0.5
         est=$(ss -Htn state established "sport = :$PORT" | wc -l)
         [ "$est" -ge "$IDLE" ] && break
-        sleep 0.1
+        if [ "$est" = "$last" ] && [ "$est" -gt 0 ]; then
+            same=$((same + 1)); [ $same -ge 6 ] && break
+        else
+            same=0
+        fi
+        last=$est
     done
     sleep 1
     est=$(ss -Htn state established "sport = :$PORT" | wc -l)
     rss1=$(rss_kb "$SPID")
+    local took=$(( $(date +%s) - t0 ))
     kill -INT $bpid 2>/dev/null || true
     kill -TERM $bpid 2>/dev/null || true
     wait $bpid 2>/dev/null || true
     local per
     per=$(awk -v a="$rss0" -v b="$rss1" -v n="$est" 'BEGIN {if (n > 0) printf "%.1f", (b - a) / n; else print "nan"}')
-    say "$s idle: $est flows, RSS ${rss0} kB -> ${rss1} kB, $per kB per flow"
+    say "$s idle: $est of $IDLE flows established in ${took}s, RSS ${rss0} kB -> ${rss1} kB, $per kB per flow"
+    [ "$est" -ge "$IDLE" ] || say "$s idle: only $est of $IDLE flows came up ($(tail -n 2 "$TMP/idle.out" | tr '\n' ' ' | cut -c1-200))"
     add $s "RSS kB/idle flow" "$per"
     add $s "idle flows" "$est"
     stop_server
+    if [ "$s" = tlsflow ]; then
+        say "tlsflow-serve at exit: $(grep -m1 'io_uring submissions' "$TMP/serve.err" | sed 's/^tlsflow-serve: //' ||
+             echo 'no counter line (library exposes no io_uring submission / copy counters)')"
+        say "tlsflow-serve totals: $(grep 'connections' "$TMP/serve.err" | tail -n 1 | sed 's/^tlsflow-serve: //')"
+    fi
+}
+
+# --profile: tlsflow-serve serving 1m.bin to 16 wrk connections
+profile_tlsflow() {
+    local d=$(( DURATION > 5 ? DURATION : 5 ))
+    say ""
+    say "## Profile: tlsflow-serve, wrk 1m.bin c=16 ($PROFILER, ${d}s)"
+    say ""
+    if [ "$PROFILER" = perf ]; then
+        start_tlsflow
+        perf record -q -F 999 -o "$TMP/perf.data" -p "$SPID" -- sleep "$d" > "$TMP/perf.log" 2>&1 &
+        local ppid=$!
+        sleep 0.3
+        wrk -t2 -c16 -d"$((d + 1))"s "https://127.0.0.1:$PORT/1m.bin" > /dev/null 2>&1 || true
+        wait $ppid || true
+        stop_server
+        say "by object:"
+        perf report -i "$TMP/perf.data" --stdio --no-children --sort dso --percent-limit 1 2>/dev/null |
+            grep -v '^#' | grep -v '^ *$' | head -n 10 | sed 's/ *$//' | tee -a "$LOG"
+        say "by symbol (GnuTLS/nettle have no symbols here: their addresses are split):"
+        perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
+            grep -v '^#' | grep -v '^ *$' | head -n 30 | sed 's/ *$//; s/ *- *- *$//' | tee -a "$LOG"
+    else
+        local k=off
+        [ "$KTLS" = 1 ] && k=auto
+        valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" "$SERVE" --cert "$CERT" \
+            --key "$KEY" --root "$TMP/root" --port 0 --threads 1 --priority "$PRIO" --ktls $k \
+            --stats-interval 0 --grace 1 > "$TMP/serve.out" 2> "$TMP/serve.err" &
+        SPID=$!
+        for _ in $(seq 300); do [ -s "$TMP/serve.out" ] && break; sleep 0.1; done
+        PORT=$(sed -n '1s/^listening on .*:\([0-9]*\)$/\1/p' "$TMP/serve.out")
+        wrk -t2 -c16 -d"$((d * 4))"s "https://127.0.0.1:$PORT/1m.bin" > /dev/null 2>&1 || true
+        stop_server
+        callgrind_annotate "$TMP/callgrind.out" 2>/dev/null | sed -n '/^Ir/,$p' | head -n 35 | tee -a "$LOG"
+    fi
 }
 
 say "tlsflow-serve vs nginx, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -281,6 +390,58 @@ say ""
 say "MB/s are 10^6 bytes of response body per second as the client counted them;"
 say "server CPU s/GB is the server process's utime+stime over the run per 10^9 bytes."
 
+# ---- targets: serving >= 1.0x nginx at c=1 and c=16 with no more CPU s/GB,
+# handshakes/s >= 1.0x nginx, idle RSS per flow below nginx's
+if [ -z "$ONLY" ]; then
+    say ""
+    say "## Targets"
+    say ""
+    missed=0
+    pct() { awk -v r="$1" 'BEGIN {printf "%.0f%%", (r - 1) * 100}'; }
+    for cl in wrk bench; do
+        for f in 1m.bin 100m.bin; do
+            for c in 1 16; do
+                r=$(ratio "$(med tlsflow "$cl $f c=$c MB/s")" "$(med nginx "$cl $f c=$c MB/s")")
+                q=$(ratio "$(med tlsflow "$cl $f c=$c cpu")" "$(med nginx "$cl $f c=$c cpu")")
+                name="${cl/bench/tlsflow-bench} $f c=$c"
+                if [ "$r" = - ] || [ "$q" = - ]; then
+                    say "- $name: no figure"; missed=$((missed + 1)); continue
+                fi
+                m=
+                awk -v r="$r" 'BEGIN {exit !(r < 1.0)}' && m="throughput ${r}x nginx (missed by $(pct "$r" | tr -d -))"
+                awk -v q="$q" 'BEGIN {exit !(q > 1.0)}' && m="${m:+$m; }CPU ${q}x nginx's s/GB ($(pct "$q") more)"
+                if [ -n "$m" ]; then say "- MISSED $name: $m"; missed=$((missed + 1))
+                else say "- met $name: throughput ${r}x, CPU ${q}x"; fi
+            done
+        done
+    done
+    r=$(ratio "$(med tlsflow handshakes/s)" "$(med nginx handshakes/s)")
+    if [ "$r" = - ]; then say "- handshakes/s: no figure"; missed=$((missed + 1))
+    elif awk -v r="$r" 'BEGIN {exit !(r < 1.0)}'; then
+        say "- MISSED handshakes/s: ${r}x nginx (missed by $(pct "$r" | tr -d -))"; missed=$((missed + 1))
+    else say "- met handshakes/s: ${r}x nginx"; fi
+    r=$(ratio "$(med tlsflow 'RSS kB/idle flow')" "$(med nginx 'RSS kB/idle flow')")
+    if [ "$r" = - ]; then say "- idle RSS per flow: no figure"; missed=$((missed + 1))
+    elif awk -v r="$r" 'BEGIN {exit !(r >= 1.0)}'; then
+        say "- MISSED idle RSS per flow: ${r}x nginx's ($(pct "$r") more)"; missed=$((missed + 1))
+    else say "- met idle RSS per flow: ${r}x nginx's"; fi
+    say ""
+    say "$missed target(s) missed.  This is a shared 2-core machine: client and server share"
+    say "the cores, so ratios are the figure to read, not absolute MB/s."
+fi
+
+[ "$PROFILE" = 1 ] && [ "$ONLY" != nginx ] && profile_tlsflow
+
+if [ "$VM" = 1 ]; then
+    say ""
+    say "## In the kTLS VM (bench/compare-vm.sh)"
+    say ""
+    vmopts=()
+    [ "$QUICK" = 1 ] && vmopts+=(--quick)
+    "$ROOT/bench/compare-vm.sh" --build "$BUILD" "${vmopts[@]}" 2>&1 | tee -a "$LOG" ||
+        say "compare-vm.sh failed (exit ${PIPESTATUS[0]})"
+fi
+
 if [ "$WRITE" = 1 ]; then
     {
         echo "# Benchmarks: tlsflow-serve vs nginx"
@@ -291,7 +452,11 @@ if [ "$WRITE" = 1 ]; then
         sed -n '1,/^## Medians/p' "$LOG" | sed '$d'
         echo '```'
         echo
-        sed -n '/^## Medians/,$p' "$LOG"
+        sed -n '/^## Medians/,$p' "$LOG" | awk '
+            /^## (Profile|In the kTLS VM)/ { if (code) print "```"; print; print ""; print "```"; code = 1; skip = 1; next }
+            skip && /^$/ { skip = 0; next }
+            { skip = 0; print }
+            END { if (code) print "```" }'
     } > "$OUT.tmp"
     mv "$OUT.tmp" "$OUT"
     echo "wrote $OUT"

@@ -212,7 +212,6 @@ int main(int argc, char **argv)
                            .threads = 1, .duration = 10};
     int json = 0, resume = 0, opt, ret = 1;
     unsigned long v;
-    char *prio = NULL;
     tlsflow_config *cfg = NULL;
 
     /* options and the subcommand in any order (getopt moves it to the end) */
@@ -280,13 +279,9 @@ int main(int argc, char **argv)
     if (o.threads > o.connections)
         o.threads = o.connections;
     /* Full handshakes unless --resume: the library resumes on its own whenever
-     * the config kept a ticket, and has no switch for it, so refuse tickets. */
-    if (o.kind == BENCH_HANDSHAKE && !resume) {
-        if (asprintf(&prio, "%s:%%NO_TICKETS", tls.priority ? tls.priority
-                     : "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2") < 0)
-            return 1;
-        tls.priority = prio;
-    }
+     * the config kept a ticket. */
+    if (o.kind == BENCH_HANDSHAKE && !resume)
+        tls.no_resumption = 1;
     if (tf_tool_config(&cfg, TLSFLOW_CLIENT, &tls) < 0)
         goto out;
     o.cfg = cfg;
@@ -342,7 +337,6 @@ out_threads:
 out:
     if (cfg)
         tlsflow_config_free(cfg);
-    free(prio);
     return ret;
 bad:
     fputs(usage, stderr);

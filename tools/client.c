@@ -151,11 +151,11 @@ static void describe(const tlsflow *flow, const char *host, const char *port)
             "  alpn         %s\n"
             "  server name  %s\n"
             "  kTLS         tx %s, rx %s\n"
-            "  resumed      %s\n"
-            "  certificate  (not shown: tlsflow has no peer-certificate accessor yet)\n",
+            "  resumed      %s\n",
             host, port, tf_version_name(info.tls_version), info.cipher ? info.cipher : "?",
             info.alpn ? info.alpn : "(none)", info.server_name ? info.server_name : "(none)",
             info.ktls_tx ? "yes" : "no", info.ktls_rx ? "yes" : "no", info.resumed ? "yes" : "no");
+    tf_print_peer_chain(stderr, flow);
 }
 
 struct open_ctx {

@@ -67,6 +67,14 @@ int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_
         what = "kTLS mode";
         ret = tlsflow_config_set_ktls(cfg, o->ktls);
     }
+    if (ret == 0 && o->ktls_flags) {
+        what = "kTLS flags";
+        ret = tlsflow_config_set_ktls_flags(cfg, o->ktls_flags);
+    }
+    if (ret == 0 && o->no_resumption) {
+        what = "resumption";
+        ret = tlsflow_config_set_resumption(cfg, 0);
+    }
     if (ret < 0) {
         fprintf(stderr, "%s: %s\n", what, strerror(-ret));
         if (cfg)
@@ -267,4 +275,64 @@ void tf_self_signed_cleanup(const char *dir, const char *cert_path, const char *
     unlink(key_path);
     unlink(cert_path);
     rmdir(dir);
+}
+
+static void print_time(FILE *f, time_t t)
+{
+    struct tm tm;
+    char buf[32];
+    if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
+        !strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm))
+        fputs("?", f);
+    else
+        fputs(buf, f);
+}
+
+size_t tf_print_peer_chain(FILE *f, const tlsflow *flow)
+{
+    size_t i;
+    for (i = 0;; i++) {
+        const void *der;
+        size_t len;
+        if (tlsflow_get_peer_certificate(flow, i, &der, &len) < 0)
+            break;
+        gnutls_datum_t d = {(unsigned char *)(uintptr_t)der, (unsigned)len}, dn = {NULL, 0};
+        gnutls_x509_crt_t crt;
+        unsigned char md[32];
+        fprintf(f, "  certificate  [%zu] %zu bytes DER\n", i, len);
+        if (gnutls_x509_crt_init(&crt) < 0)
+            continue;
+        if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0) {
+            fprintf(f, "    (not an X.509 certificate GnuTLS can parse)\n");
+            gnutls_x509_crt_deinit(crt);
+            continue;
+        }
+        if (gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0) {
+            fprintf(f, "    subject    %s\n", (const char *)dn.data);
+            gnutls_free(dn.data);
+        }
+        if (gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0) == 0) {
+            fprintf(f, "    issuer     %s\n", (const char *)dn.data);
+            gnutls_free(dn.data);
+        }
+        fputs("    validity   ", f);
+        print_time(f, gnutls_x509_crt_get_activation_time(crt));
+        fputs(" to ", f);
+        print_time(f, gnutls_x509_crt_get_expiration_time(crt));
+        fputc('\n', f);
+        unsigned bits = 0;
+        int alg = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
+        if (alg >= 0)
+            fprintf(f, "    key        %s %u bits\n",
+                    gnutls_pk_algorithm_get_name((gnutls_pk_algorithm_t)alg), bits);
+        if (gnutls_hash_fast(GNUTLS_DIG_SHA256, der, len, md) == 0) {
+            fputs("    sha256     ", f);
+            for (size_t k = 0; k < sizeof(md); k++)
+                fprintf(f, "%02X%s", md[k], k + 1 < sizeof(md) ? ":" : "\n");
+        }
+        gnutls_x509_crt_deinit(crt);
+    }
+    if (i == 0)
+        fprintf(f, "  certificate  (none sent)\n");
+    return i;
 }

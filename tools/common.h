@@ -5,6 +5,7 @@
 #define TF_TOOLS_COMMON_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <tlsflow.h>
 
 /* TLS options common to the tools; NULL/0 means "library default". */
@@ -15,6 +16,8 @@ struct tf_tls_opts {
     const char *priority;
     const char *alpn;            /* comma-separated */
     tlsflow_ktls_mode ktls;
+    unsigned    ktls_flags;      /* TLSFLOW_KTLS_* opt-ins; 0 = none */
+    int         no_resumption;   /* tlsflow_config_set_resumption(cfg, 0) */
 };
 
 /* Builds a config; prints what went wrong to stderr and returns -1 on failure. */
@@ -43,6 +46,11 @@ uint64_t tf_now_ns(void);
 double   tf_now_s(void);
 /* This process's user+system CPU seconds (getrusage). */
 double   tf_cpu_s(void);
+
+/* Prints the peer's certificate chain (leaf first) of flow to f: per element
+ * subject, issuer, validity, key, SHA-256 fingerprint of the DER.  Returns the
+ * number of elements printed. */
+size_t tf_print_peer_chain(FILE *f, const tlsflow *flow);
 
 /* Prints "prog: what: tlsflow_error_message" to stderr. */
 void tf_print_error(const char *prog, const char *what, tlsflow_error err);

@@ -42,7 +42,9 @@ static const char usage[] =
 "  --alpn LIST               comma-separated ALPN protocols\n"
 "  --stats-interval S        statistics line on stderr every S seconds (default 5, 0 = off)\n"
 "  --grace S                 seconds to wait for peers' close_notify at exit (default 5)\n"
-"  --zerocopy-ro, --no-pad   kTLS opt-ins (accepted; need library support)\n"
+"  --zerocopy-ro             kTLS TX: TLS_TX_ZEROCOPY_RO (files must not change\n"
+"                            while they are sent)\n"
+"  --no-pad                  kTLS RX: TLS_RX_EXPECT_NO_PAD (TLS 1.3)\n"
 "  --help, --version\n";
 
 struct worker_slot {
@@ -113,6 +115,7 @@ static void *worker_main(void *arg)
     tf_serve_kill_all(w);
     for (int i = 0; i < 10 && w->conns; i++)   /* let cancellations call back */
         tlsflow_loop_run_once(w->loop, 10);
+    tlsflow_loop_get_stats(w->loop, &w->loop_stats);
     tlsflow_loop_free(w->loop);
     w->loop = NULL;
     tf_serve_release_all(w);
@@ -234,11 +237,9 @@ int main(int argc, char **argv)
         goto bad;
     }
     if (zerocopy)
-        fprintf(stderr, PROG ": --zerocopy-ro: accepted but not applied: the library has no API"
-                " for TLS_TX_ZEROCOPY_RO yet\n");
+        tls.ktls_flags |= TLSFLOW_KTLS_ZEROCOPY_RO;
     if (nopad)
-        fprintf(stderr, PROG ": --no-pad: accepted but not applied: the library has no API"
-                " for TLS_RX_EXPECT_NO_PAD yet\n");
+        tls.ktls_flags |= TLSFLOW_KTLS_RX_NO_PAD;
     if (root) {
         opts.mode = SERVE_HTTP;
         opts.root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -323,6 +324,24 @@ int main(int argc, char **argv)
     }
     if (stats_interval)
         print_stats(slots, started, tf_now_s() - start);
+    {   /* the data path's own counts, always printed at exit */
+        tlsflow_loop_stats t = { 0, 0, 0, 0 };
+        unsigned long long out = 0;
+        for (unsigned i = 0; i < started; i++) {
+            t.submissions += slots[i].w.loop_stats.submissions;
+            t.enters += slots[i].w.loop_stats.enters;
+            t.plaintext_copied += slots[i].w.loop_stats.plaintext_copied;
+            t.ciphertext_copied += slots[i].w.loop_stats.ciphertext_copied;
+            out += atomic_load(&slots[i].w.stats.bytes_out);
+        }
+        double mib = (double)out / (1024.0 * 1024.0);
+        fprintf(stderr, PROG ": io_uring submissions %llu (%.2f per MiB out), io_uring_enter %llu "
+                "(%.2f per MiB), plaintext copied in userspace %llu bytes (%.3f per payload byte), "
+                "received bytes copied from the buffer ring %llu\n",
+                t.submissions, mib > 0 ? (double)t.submissions / mib : 0.0, t.enters,
+                mib > 0 ? (double)t.enters / mib : 0.0, t.plaintext_copied,
+                out ? (double)t.plaintext_copied / (double)out : 0.0, t.ciphertext_copied);
+    }
     ret = 0;
 join:
     for (unsigned i = 0; i < started; i++)

@@ -30,6 +30,7 @@ struct worker {
     tlsflow_loop *loop;
     struct conn  *conns;         /* every conn not yet released */
     struct serve_stats stats;
+    tlsflow_loop_stats loop_stats;   /* the loop's counters, taken before it is freed */
 };
 
 /* Set by the main thread: 1 = stop accepting and close, 2 = drop everything. */

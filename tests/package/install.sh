@@ -81,7 +81,7 @@ else
         read -r _ p < "$tmp/port.$peer"
         head -c 65536 /dev/urandom | base64 -w 63 | head -c 65536 > "$tmp/msg.$peer"
         if [ $peer = openssl ]; then
-            (cat "$tmp/msg.$peer"; sleep 2) | timeout 20 openssl s_client -quiet -no_ign_eof -CAfile "$certs/ca.pem" \
+            (cat "$tmp/msg.$peer"; sleep 2) | timeout 20 openssl s_client -quiet -nocommands -no_ign_eof -CAfile "$certs/ca.pem" \
                 -verify_return_error -servername localhost -connect 127.0.0.1:"$p" >"$tmp/echo.$peer" 2>"$tmp/cli.log"
         else
             (cat "$tmp/msg.$peer"; sleep 2) | timeout 20 gnutls-cli --logfile="$tmp/gcli.log" --x509cafile="$certs/ca.pem" -p "$p" localhost \

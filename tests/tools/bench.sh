@@ -14,6 +14,7 @@ grep -q '"requests":[1-9]' "$WORK/t.json" || fail "no requests: $(cat "$WORK/t.j
 grep -q '"errors":0' "$WORK/t.json" || fail "errors: $(cat "$WORK/t.json")"
 $B handshake --connections 2 > "$WORK/h.txt" 2>>"$WORK/bench.err" || fail "handshake"
 grep -q 'handshakes  [1-9]' "$WORK/h.txt" || fail "no handshakes: $(cat "$WORK/h.txt")"
+grep -q '(0 resumed)' "$WORK/h.txt" || fail "handshake without --resume resumed: $(cat "$WORK/h.txt")"
 $B handshake --resume --json > "$WORK/r.json" 2>>"$WORK/bench.err" || fail "handshake --resume"
 grep -q '"resumed":[1-9]' "$WORK/r.json" || echo "note: no resumed handshakes: $(cat "$WORK/r.json")"
 $B latency --path /1m.bin --json > "$WORK/l.json" 2>>"$WORK/bench.err" || fail "latency"

@@ -12,6 +12,15 @@ cmp "$WORK/in" "$WORK/out" || fail "echoed bytes differ"
 grep -q 'version *TLS1\.[23]' "$WORK/client.err" || fail "no version line"
 grep -q 'cipher' "$WORK/client.err" || fail "no cipher line"
 grep -q 'kTLS *tx' "$WORK/client.err" || fail "no kTLS line"
+# the peer chain, leaf first, with the leaf's SHA-256 as openssl computes it
+grep -q 'certificate  \[0\]' "$WORK/client.err" || fail "no certificate [0]"
+grep -q 'subject *CN=localhost' "$WORK/client.err" || fail "no leaf subject"
+grep -q 'issuer *CN=tlsflow test CA' "$WORK/client.err" || fail "no leaf issuer"
+grep -q 'validity .* to ' "$WORK/client.err" || fail "no validity"
+if command -v openssl >/dev/null 2>&1; then
+    fp=$(openssl x509 -in "$CERT" -noout -fingerprint -sha256 | sed 's/.*=//')
+    grep -q "sha256 *$fp" "$WORK/client.err" || fail "leaf fingerprint is not $fp"
+fi
 
 # --sni with our own connection, TLS 1.2
 echo hi | timeout 10 "$CLIENT" --ca "$CA" --sni localhost \

@@ -49,6 +49,13 @@ for p in "/../secret.txt" "/sub/../../secret.txt" "/%2e%2e/secret.txt" "/sub/%2E
 done
 # HTTP/1.0 without keep-alive
 [ "$($C --http1.0 "$URL/sub/a.txt")" = "sub file" ] || fail "HTTP/1.0"
+stop_server
 
+# the kTLS opt-ins are accepted (and ignored where the kernel lacks kTLS)
+start_server --root "$WORK/root" --zerocopy-ro --no-pad
+URL=https://localhost:$PORT
+$C -o "$WORK/got3.bin" "$URL/big.bin" || fail "GET with --zerocopy-ro --no-pad"
+cmp "$WORK/root/big.bin" "$WORK/got3.bin" || fail "big.bin differs with --zerocopy-ro --no-pad"
+! grep -q 'not applied' "$WORK/serve.err" || fail "kTLS flags not applied: $(cat "$WORK/serve.err")"
 stop_server
 echo PASS
