@@ -29,15 +29,23 @@ grep -q 'p99.9' "$WORK/el.txt" || fail "no percentiles"
 stop_server
 
 if command -v openssl >/dev/null 2>&1; then
-    P=$((20000 + $$ % 20000))
-    (cd "$WORK/root" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$P" \
-        -cert "$CERT" -key "$KEY" > "$WORK/s_server.out" 2>"$WORK/s_server.err") &
-    SP=$!
-    for _ in $(seq 50); do   # s_server prints ACCEPT once it listens
-        grep -q ACCEPT "$WORK/s_server.out" 2>/dev/null && break
-        kill -0 $SP 2>/dev/null || fail "openssl s_server did not start: $(cat "$WORK/s_server.err")"
-        sleep 0.1
+    # A port of our own: tries a few, since parallel tests may hold one.
+    started=
+    for try in 1 2 3 4 5; do
+        P=$((20000 + ($$ * 7 + try * 997) % 40000))
+        (cd "$WORK/root" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$P" \
+            -cert "$CERT" -key "$KEY" > "$WORK/s_server.out" 2>"$WORK/s_server.err") &
+        SP=$!
+        for _ in $(seq 50); do   # s_server prints ACCEPT once it listens
+            grep -q ACCEPT "$WORK/s_server.out" 2>/dev/null && { started=1; break; }
+            kill -0 $SP 2>/dev/null || break
+            sleep 0.1
+        done
+        [ -n "$started" ] && break
+        grep -q "Address already in use" "$WORK/s_server.err" ||
+            fail "openssl s_server did not start: $(cat "$WORK/s_server.err")"
     done
+    [ -n "$started" ] || fail "openssl s_server found no free port: $(cat "$WORK/s_server.err")"
     $BENCH --host 127.0.0.1 --port $P --ca "$CA" --duration 1.5 throughput --path /1m.bin \
         --json > "$WORK/o.json" 2>>"$WORK/bench.err" || { kill $SP 2>/dev/null; fail "bench vs s_server"; }
     kill $SP 2>/dev/null || true
