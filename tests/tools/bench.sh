@@ -36,8 +36,9 @@ if command -v openssl >/dev/null 2>&1; then
         (cd "$WORK/root" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$P" \
             -cert "$CERT" -key "$KEY" > "$WORK/s_server.out" 2>"$WORK/s_server.err") &
         SP=$!
-        for _ in $(seq 50); do   # s_server prints ACCEPT once it listens
-            grep -q ACCEPT "$WORK/s_server.out" 2>/dev/null && { started=1; break; }
+        for _ in $(seq 50); do   # listening, or gone
+            python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+                "$P" 2>/dev/null && { started=1; break; }
             kill -0 $SP 2>/dev/null || break
             sleep 0.1
         done
