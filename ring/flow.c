@@ -54,6 +54,8 @@ static void destroy(tf_link *l)
     tf_hs_session_deinit(&f->hs);
     tf_pool_release(&f->loop->in_pool, &f->in);
     tf_buf_free(&f->in);
+    f->fbuf.len = 0;
+    tf_pool_release(&f->loop->file_pool, &f->fbuf);
     tf_buf_free(&f->out);
     tf_buf_free(&f->sending);
     tf_buf_free(&f->post_out);
@@ -443,6 +445,7 @@ TLSFLOW_PUBLIC void tlsflow_free(tlsflow *f)
     tf_ring_cancel(f->loop, &f->send_op);
     tf_ring_cancel(f->loop, &f->shut_op);
     tf_ring_cancel(f->loop, &f->splice_op);
+    tf_ring_cancel(f->loop, &f->file_op);
     if (f->read_pending || f->wq || f->close_pending)
         tf_flow_schedule(f);
     tf_flow_release(f);

@@ -10,7 +10,6 @@
 
 #define RECORD_MAX (16 * 1024)
 #define TX_BATCH (256 * 1024)   /* ciphertext produced ahead of the kernel */
-#define FILE_CHUNK (128 * 1024) /* file bytes read per pread */
 
 static void send_done(tf_op *op, int res, unsigned flags)
 {
@@ -57,30 +56,44 @@ static uint64_t produced(const tlsflow *f)
     return f->tx_sent + f->sending.len + f->out.len;
 }
 
-/* Reads the next piece of a sendfile write into the loop's shared buffer:
- * used at once, by one flow at a time. */
-static ssize_t file_chunk(tlsflow *f, tf_write *w, const void **p)
+static void file_done(tf_op *op, int res, unsigned flags)
 {
-    tlsflow_loop *loop = f->loop;
-    size_t want = w->total - w->cur_off;
-    ssize_t n;
+    tlsflow *f = TF_CONTAINER(op, tlsflow, file_op);
 
-    if (!loop->plain) {
-        loop->plain = malloc(FILE_CHUNK);
-        if (!loop->plain)
-            return -ENOMEM;
-        loop->plain_cap = FILE_CHUNK;
+    (void)flags;
+    if (res > 0) {
+        tf_mark_defined(f->fbuf.data, (size_t)res);
+        f->fbuf.len = (size_t)res;
+        f->loop->plain_copied += (uint64_t)res;
+    } else if (res == 0) {
+        tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENODATA));   /* the file is shorter than asked */
+    } else if (res != -ECANCELED) {
+        tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, -res));
     }
-    if (want > loop->plain_cap)
-        want = loop->plain_cap;
-    n = pread(w->file_fd, loop->plain, want, w->file_off + (off_t)w->cur_off);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        return -ENODATA;   /* the file is shorter than asked */
-    *p = loop->plain;
-    loop->plain_copied += (uint64_t)n;
-    return n;
+    tf_flow_schedule(f);
+    tf_flow_release(f);
+}
+
+/* sendfile in userspace: the next piece of the file comes through io_uring
+ * (a page-cache miss must not stall every flow of the loop). */
+static bool read_file(tlsflow *f, tf_write *w)
+{
+    struct io_uring_sqe *sqe;
+    size_t n = w->total - w->cur_off;
+
+    if (f->file_op.busy)
+        return true;
+    if (tf_pool_acquire(&f->loop->file_pool, &f->fbuf)) {
+        tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
+        return false;
+    }
+    if (n > f->fbuf.cap)
+        n = f->fbuf.cap;
+    f->file_op.done = file_done;
+    sqe = tf_ring_sqe(f->loop, &f->file_op);
+    io_uring_prep_read(sqe, w->file_fd, f->fbuf.data, (unsigned)n, (uint64_t)(w->file_off + (off_t)w->cur_off));
+    f->refs++;
+    return true;
 }
 
 /* Writes encrypted while small pieces were corked learn where they end once
@@ -107,7 +120,6 @@ static bool encrypt_writes(tlsflow *f)
 
     while (f->wq_next && f->out.len + corked < TX_BATCH) {
         tf_write *w = f->wq_next;
-        const void *p = NULL;
         size_t n;
         ssize_t ret;
 
@@ -115,14 +127,14 @@ static bool encrypt_writes(tlsflow *f)
             if (corked && !uncork(f))
                 return false;
             corked = 0;
-            ret = file_chunk(f, w, &p);
-            if (ret < 0) {
-                tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, (int)-ret));
-                return false;
+            if (!f->fbuf.len) {          /* the next piece is on its way */
+                if (!read_file(f, w))
+                    return false;
+                break;
             }
-            for (size_t off = 0, len = (size_t)ret; off < len;) {
+            for (size_t off = 0, len = f->fbuf.len; off < len;) {
                 n = len - off < RECORD_MAX ? len - off : RECORD_MAX;
-                ret = tf_hs_send(&f->hs, (const char *)p + off, n);
+                ret = tf_hs_send(&f->hs, tf_buf_head(&f->fbuf) + off, n);
                 if (ret < 0) {
                     tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
                     return false;
@@ -130,6 +142,11 @@ static bool encrypt_writes(tlsflow *f)
                 off += (size_t)ret;
                 w->cur_off += (size_t)ret;
             }
+            f->fbuf.len = 0;
+            if (w->cur_off == w->total)
+                tf_pool_release(&f->loop->file_pool, &f->fbuf);
+            else if (!read_file(f, w))   /* read ahead while this batch goes out */
+                return false;
             continue;
         }
         if (w->file_fd < 0 && w->cur < w->iovcnt) {

@@ -51,6 +51,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
     loop->tasks_tail = &loop->tasks;
     loop->in_pool.cap = TF_IN_CAP;
     loop->tx_pool.cap = TF_TX_CAP;
+    loop->file_pool.cap = TF_FILE_CAP;
     loop->objects.next = loop->objects.prev = &loop->objects;
     *out = loop;
     return 0;
@@ -397,12 +398,12 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
         l->destroy(l);
     }
     free(loop->stash);
-    free(loop->plain);
     if (loop->br)
         munmap(loop->br, TF_BR_ENTRIES * sizeof(struct io_uring_buf));
     free(loop->br_bufs);
     tf_pool_drain(&loop->in_pool);
     tf_pool_drain(&loop->tx_pool);
+    tf_pool_drain(&loop->file_pool);
     while (loop->free_writes) {
         tf_write *w = loop->free_writes;
         loop->free_writes = w->next;

@@ -16,6 +16,7 @@
 #define TF_RECV_ROOM (16 * 1024 + 512) /* a private receive: a full record and its header */
 #define TF_RX_HIGH (256 * 1024)   /* bytes a flow takes in before it stops receiving */
 #define TF_TX_CAP (320 * 1024)    /* a send batch and a record more */
+#define TF_FILE_CAP (128 * 1024)  /* file bytes read per io_uring READ */
 #define TF_POOL_MAX 64
 
 /* Buffers of one size kept for reuse: a busy flow neither allocates nor
@@ -61,8 +62,6 @@ struct tlsflow_loop {
     struct io_uring_cqe *stash;   /* CQEs reaped while the SQ was full */
     size_t   nstash, capstash;
     tf_link  objects;             /* flows and listeners, for loop_free */
-    uint8_t *plain;               /* shared plaintext buffer (one thread, one callback at a time) */
-    size_t   plain_cap;
     /* Receives land in a ring of provided buffers shared by every flow, so an
      * idle flow holds no receive buffer; a flow keeps bytes only while they
      * wait for GnuTLS or the application. */
@@ -71,6 +70,7 @@ struct tlsflow_loop {
     uint8_t *br_bufs;
     tf_pool  in_pool;             /* spare receive buffers */
     tf_pool  tx_pool;             /* spare send buffers */
+    tf_pool  file_pool;           /* spare file-read buffers (sendfile in userspace) */
     unsigned inflight;            /* our requests the kernel has not finished */
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
@@ -164,6 +164,8 @@ struct tlsflow {
     tf_buf             out;
     tf_buf             sending;
     tf_op              send_op;
+    tf_buf             fbuf;        /* sendfile in userspace: file bytes read, not yet encrypted */
+    tf_op              file_op;
     uint64_t           tx_sent;     /* stream position: bytes handed to the kernel */
     tf_write          *wq, **wq_tail;
     tf_write          *wq_next;     /* first write not yet taken */
