@@ -76,7 +76,8 @@ void tlsflow_loop_stop(tlsflow_loop *loop);
 typedef struct {
     unsigned long long submissions;       /* SQEs handed to the kernel */
     unsigned long long enters;            /* io_uring_enter calls */
-    unsigned long long plaintext_copied;  /* plaintext bytes tlsflow copied in userspace (file reads, record coalescing) */
+    unsigned long long plaintext_copied;  /* plaintext bytes tlsflow copied in userspace: file reads,
+                                             small writes coalesced, kernel-decrypted bytes held for a read */
     unsigned long long ciphertext_copied; /* received bytes copied out of the shared buffer ring */
 } tlsflow_loop_stats;
 int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);
