@@ -140,11 +140,14 @@ mkdir -p "$TMP/root"
 head -c $((1 << 20)) /dev/urandom > "$TMP/root/1m.bin"
 head -c $((100 << 20)) /dev/urandom > "$TMP/root/100m.bin"
 
+# A port below the ephemeral range (thousands of client sockets of the idle
+# test may still hold ports in it) that no socket uses at all.
 free_port() {
-    local p
+    local p lo
+    lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
     while :; do
-        p=$(( 20000 + RANDOM % 30000 ))
-        ss -Htln "sport = :$p" | grep -q . || { echo $p; return; }
+        p=$(( 10000 + RANDOM % (lo - 10000) ))
+        ss -Htan "sport = :$p" | grep -q . || { echo $p; return; }
     done
 }
 
