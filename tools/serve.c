@@ -42,6 +42,9 @@ static const char usage[] =
 "  --alpn LIST               comma-separated ALPN protocols\n"
 "  --stats-interval S        statistics line on stderr every S seconds (default 5, 0 = off)\n"
 "  --grace S                 seconds to wait for peers' close_notify at exit (default 5)\n"
+"  --request-timeout S       close a connection whose HTTP request is not complete\n"
+"                            S seconds after its first byte (default 10; slow-loris)\n"
+"  --idle-timeout S          close a connection idle for S seconds (default 120)\n"
 "  --zerocopy-ro             kTLS TX: TLS_TX_ZEROCOPY_RO (files must not change\n"
 "                            while they are sent)\n"
 "  --no-pad                  kTLS RX: TLS_RX_EXPECT_NO_PAD (TLS 1.3)\n"
@@ -97,7 +100,12 @@ static void *worker_main(void *arg)
     s->bound_port = tlsflow_listener_port(lst);
     set_ready(s, 1);
 
+    double next_sweep = tf_now_s() + 1;
     while (!atomic_load(&tf_serve_stop)) {
+        if (tf_now_s() >= next_sweep) {
+            tf_serve_sweep(w, tf_now_s());
+            next_sweep = tf_now_s() + 1;
+        }
         ret = tlsflow_loop_run_once(w->loop, ROUND_MS);
         if (ret < 0 && ret != -EINTR && ret != -ETIME) {
             fprintf(stderr, PROG ": thread %d: tlsflow_loop_run_once: %s\n", s->index, strerror(-ret));
@@ -156,7 +164,7 @@ static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
 
 enum { OPT_CERT = 256, OPT_KEY, OPT_SELF, OPT_HOST, OPT_PORT, OPT_ECHO, OPT_ROOT, OPT_THREADS,
        OPT_KTLS, OPT_PRIO, OPT_ALPN, OPT_ZC, OPT_NOPAD, OPT_STATS, OPT_GRACE, OPT_HELP,
-       OPT_VERSION };
+       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT };
 
 static const struct option long_opts[] = {
     {"cert", required_argument, NULL, OPT_CERT},
@@ -174,6 +182,8 @@ static const struct option long_opts[] = {
     {"no-pad", no_argument, NULL, OPT_NOPAD},
     {"stats-interval", required_argument, NULL, OPT_STATS},
     {"grace", required_argument, NULL, OPT_GRACE},
+    {"request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -182,7 +192,8 @@ static const struct option long_opts[] = {
 int main(int argc, char **argv)
 {
     struct tf_tls_opts tls = {0};
-    struct serve_opts opts = {.mode = SERVE_ECHO, .root_fd = -1};
+    struct serve_opts opts = {.mode = SERVE_ECHO, .root_fd = -1, .request_timeout = 10,
+                              .idle_timeout = 120};
     const char *host = "127.0.0.1", *port = "4433", *root = NULL;
     unsigned long threads = 1, stats_interval = 5, v;
     int self_signed = 0, echo = 0, zerocopy = 0, nopad = 0, ret = 1, opt;
@@ -224,6 +235,16 @@ int main(int argc, char **argv)
             if (tf_parse_ulong(optarg, 0, 3600, &v) < 0)
                 goto bad;
             grace_s = (unsigned)v;
+            break;
+        case OPT_REQ_TIMEOUT:
+            if (tf_parse_ulong(optarg, 1, 86400, &v) < 0)
+                goto bad;
+            opts.request_timeout = (double)v;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (tf_parse_ulong(optarg, 1, 86400, &v) < 0)
+                goto bad;
+            opts.idle_timeout = (double)v;
             break;
         case 'h':
         case OPT_HELP: fputs(usage, stdout); return 0;

@@ -5,6 +5,7 @@
  * goes when the last of them has called back, so no callback ever sees freed
  * memory.  At most one read is pending; a response's writes are submitted
  * together (the library completes writes in order). */
+#include "common.h"
 #include "serve.h"
 #include "http.h"
 
@@ -32,6 +33,9 @@ struct conn {
     unsigned       busy;         /* response writes (or the echo write) in flight */
     int            keep_alive;   /* after the current response */
     int            ktls_tx, ktls_rx;
+    double         since;        /* when the connection last had nothing to do */
+    double         request_at;   /* when the current request's first byte came, or 0 */
+    double         close_at;     /* when our close_notify went out, or 0 */
 
     char          *in;           /* received bytes not yet used (HTTP) / echo copy */
     size_t         in_len, in_cap;
@@ -129,6 +133,7 @@ static void start_close(struct conn *c)
     if (c->is_closing)
         return;
     c->is_closing = 1;
+    c->close_at = tf_now_s();
     if (tlsflow_close(c->flow, on_close, c) < 0) {
         conn_kill(c);
         return;
@@ -205,10 +210,13 @@ static void read_done(struct conn *c, const tlsflow_result *res)
         start_read(c);   /* discard until the peer closes */
         return;
     }
+    c->since = tf_now_s();
     if (c->w->opts->mode == SERVE_ECHO) {
         echo_data(c, res->data, res->len);
         return;
     }
+    if (!c->in_len)
+        c->request_at = c->since;
     if (append_in(c, res->data, res->len) < 0) {
         conn_kill(c);
         return;
@@ -401,6 +409,7 @@ static void http_next(struct conn *c)
         return;
     memmove(c->in, c->in + r, c->in_len - (size_t)r);
     c->in_len -= (size_t)r;
+    c->request_at = c->in_len ? tf_now_s() : 0;   /* a pipelined request starts now */
 }
 
 /* ---- accepting, shutting down ---- */
@@ -424,6 +433,7 @@ void tf_serve_accept(tlsflow *flow, const tlsflow_result *res, void *arg)
     c->w = w;
     c->flow = flow;
     c->file_fd = -1;
+    c->since = tf_now_s();
     c->pending = 1;   /* held through this function */
     c->next = w->conns;
     if (w->conns)
@@ -469,6 +479,28 @@ size_t tf_serve_open_count(const struct worker *w)
     for (const struct conn *c = w->conns; c; c = c->next)
         open += !c->is_freed;
     return open;
+}
+
+void tf_serve_sweep(struct worker *w, double now)
+{
+    const struct serve_opts *o = w->opts;
+
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->is_freed)
+            continue;
+        c->pending++;
+        if (c->is_closing) {
+            if (now - c->close_at > o->request_timeout)
+                conn_kill(c);           /* the peer never answered our close_notify */
+        } else if (!c->busy && c->request_at && now - c->request_at > o->request_timeout) {
+            start_close(c);             /* a request dribbled in too slowly */
+        } else if (!c->busy && !c->in_len && now - c->since > o->idle_timeout) {
+            start_close(c);
+        }
+        next = c->next;
+        op_end(c);
+    }
 }
 
 void tf_serve_kill_all(struct worker *w)

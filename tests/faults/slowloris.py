@@ -14,7 +14,7 @@ root = tempfile.mkdtemp()
 with open(os.path.join(root, "file.bin"), "wb") as f:
     f.write(os.urandom(1 << 20))
 proc = subprocess.Popen([serve, "--cert", cert, "--key", key, "--root", root, "--port", "0",
-                         "--stats-interval", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         "--stats-interval", "0", "--request-timeout", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         text=True)
 line = proc.stdout.readline().strip()
 if not line.startswith("listening on "):
@@ -64,6 +64,19 @@ try:
     print(f"normal client served in every round; slowest fetch {worst:.2f}s with 200 slow connections open")
     if worst > 3:
         print("a normal fetch took over 3 s"); ok = False
+    # --request-timeout 3: the dribbling requests (started 6 s ago) are closed
+    # by the server with close_notify; the socket reads EOF, not a response.
+    closed = 0
+    for s in tls:
+        s.settimeout(5)
+        try:
+            if s.recv(4096) == b"":
+                closed += 1
+        except (ssl.SSLError, OSError):
+            closed += 1
+    print(f"{closed} of {len(tls)} dribbling requests closed by the request timeout")
+    if closed != len(tls):
+        ok = False
     if proc.poll() is not None:
         print("tlsflow-serve died"); ok = False
 finally:
