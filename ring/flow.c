@@ -20,19 +20,25 @@ static tf_write *write_get(tlsflow_loop *loop)
 {
     tf_write *w = loop->free_writes;
 
+    struct iovec *big;
+    int big_cap;
+
     if (!w)
         return calloc(1, sizeof(*w));
     loop->free_writes = w->next;
     loop->nfree_writes--;
+    big = w->big_iov;        /* a long iovec array stays with the request */
+    big_cap = w->big_cap;
     memset(w, 0, sizeof(*w));
+    w->big_iov = big;
+    w->big_cap = big_cap;
     return w;
 }
 
 void tf_write_put(tlsflow_loop *loop, tf_write *w)
 {
-    if (w->iov != w->inline_iov)
-        free(w->iov);
     if (loop->nfree_writes >= WRITE_POOL) {
+        free(w->big_iov);
         free(w);
         return;
     }
@@ -367,13 +373,17 @@ static int queue_write(tlsflow *f, const struct iovec *iov, int iovcnt, int file
     if (!w)
         return -ENOMEM;
     w->iov = w->inline_iov;
-    if (iovcnt > 4) {
-        w->iov = malloc(sizeof(*iov) * (size_t)iovcnt);
-        if (!w->iov) {
-            w->iov = w->inline_iov;
-            tf_write_put(f->loop, w);
-            return -ENOMEM;
+    if (iovcnt > TF_INLINE_IOV) {
+        if (w->big_cap < iovcnt) {
+            struct iovec *n = realloc(w->big_iov, sizeof(*iov) * (size_t)iovcnt);
+            if (!n) {
+                tf_write_put(f->loop, w);
+                return -ENOMEM;
+            }
+            w->big_iov = n;
+            w->big_cap = iovcnt;
         }
+        w->iov = w->big_iov;
     }
     for (int i = 0; i < iovcnt; i++) {
         w->iov[i] = iov[i];

@@ -407,6 +407,7 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
     while (loop->free_writes) {
         tf_write *w = loop->free_writes;
         loop->free_writes = w->next;
+        free(w->big_iov);
         free(w);
     }
     free(loop);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #define TF_KTX_IOV 64
+#define TF_INLINE_IOV 8
 #define TF_BGID 7                 /* our provided-buffer group */
 #define TF_BR_ENTRIES 128         /* ring of provided buffers, each TF_BR_SIZE */
 #define TF_BR_SIZE (32 * 1024)
@@ -108,7 +109,9 @@ struct tf_write {
     bool          taken;      /* fully encrypted (userspace) / queued (kernel) */
     int           file_fd;    /* sendfile: the file, else -1 */
     off_t         file_off;
-    struct iovec  inline_iov[4];
+    struct iovec  inline_iov[TF_INLINE_IOV];
+    struct iovec *big_iov;    /* for longer arrays; kept when the request is reused */
+    int           big_cap;
 };
 
 /* sendmsg/recvmsg headers for the kernel path, allocated at the switch so
