@@ -191,8 +191,9 @@ static void open_failed(tlsflow *f, tlsflow_error err)
 
 /* Records that came right behind the handshake (a GnuTLS server sends its
  * NewSessionTickets with its Finished) go through GnuTLS before the receive
- * key moves to the kernel; the first data record waits as the held one. */
-static bool drain_before_switch(tlsflow *f)
+ * key moves to the kernel; the first data record waits as the held one, and
+ * an error waits for the application's first read. */
+static void drain_before_switch(tlsflow *f)
 {
     gnutls_packet_t pkt;
     const void *data;
@@ -206,20 +207,17 @@ static bool drain_before_switch(tlsflow *f)
             f->held = pkt;
             f->held_data = data;
             f->held_len = len;
-            return true;
+            return;
         }
         tf_hs_packet_free(pkt);
         if (ret == GNUTLS_E_AGAIN)
-            return true;          /* part of a record: the receive side finishes it */
-        if (ret == 0) {
+            return;               /* part of a record: the receive side finishes it */
+        if (ret == 0)
             f->peer_closed = true;
-            return true;
-        }
-        /* Found before the application has the flow: its first read learns it. */
-        f->rx_err = tf_hs_error(&f->hs, (int)ret);
-        return true;
+        else
+            f->rx_err = tf_hs_error(&f->hs, (int)ret);
+        return;
     }
-    return true;
 }
 
 static void handshake_progress(tlsflow *f)
@@ -271,10 +269,7 @@ static void handshake_progress(tlsflow *f)
     /* The receive key, when no record is half-read in userspace; otherwise
      * the receive side switches at the next record boundary. */
     if (f->ktls_rx_pending && !f->recv_op.busy) {
-        if (!drain_before_switch(f)) {
-            open_failed(f, f->err);
-            return;
-        }
+        drain_before_switch(f);
         if (f->ktls_rx_pending && f->in.len == 0 && !f->held && !f->rx_err.code &&
             !tf_flow_ktls_rx_switch(f)) {
             open_failed(f, f->err);

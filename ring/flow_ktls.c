@@ -256,13 +256,8 @@ static void kmulti_done(tf_op *op, int res, unsigned flags)
             if (len == 0 && o->controllen == 0 && !(flags & IORING_CQE_F_MORE)) {
                 f->rx_eof = true;      /* multishot's way of saying EOF */
             } else if (type == TF_REC_DATA) {
-                if (tf_pool_acquire(&f->loop->in_pool, &f->in) || tf_buf_reserve(&f->in, len)) {
-                    tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
-                } else if (len) {
-                    memcpy(tf_buf_tail(&f->in), payload, len);
-                    f->in.len += len;
+                if (tf_flow_take_in(f, payload, len, flags))
                     f->loop->plain_copied += len;
-                }
             } else if (type < 0) {
                 rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
             } else {
@@ -270,8 +265,6 @@ static void kmulti_done(tf_op *op, int res, unsigned flags)
             }
         }
         tf_ring_buf_recycle(f->loop, bid);
-        if (f->in.len > TF_RX_HIGH && (flags & IORING_CQE_F_MORE))
-            tf_ring_cancel(f->loop, &f->recv_op);
     } else {
         tf_trace(f, "kernel recvmsg (ring): %d", res);
         if (res == -EBADMSG)

@@ -5,7 +5,6 @@
 
 #include "ring/ring.h"
 
-
 static void recv_done(tf_op *op, int res, unsigned flags)
 {
     tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
@@ -24,6 +23,21 @@ static void recv_done(tf_op *op, int res, unsigned flags)
     tf_flow_release(f);
 }
 
+bool tf_flow_take_in(tlsflow *f, const void *src, size_t len, unsigned cqe_flags)
+{
+    if (tf_pool_acquire(&f->loop->in_pool, &f->in) || tf_buf_reserve(&f->in, len)) {
+        tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
+        return false;
+    }
+    if (len)
+        memcpy(tf_buf_tail(&f->in), src, len);
+    f->in.len += len;
+    /* Nobody reads: stop taking bytes in until somebody does. */
+    if (f->in.len > TF_RX_HIGH && (cqe_flags & IORING_CQE_F_MORE))
+        tf_ring_cancel(f->loop, &f->recv_op);
+    return true;
+}
+
 static void multishot_done(tf_op *op, int res, unsigned flags)
 {
     tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
@@ -34,17 +48,9 @@ static void multishot_done(tf_op *op, int res, unsigned flags)
         const uint8_t *src = tf_ring_buf(f->loop, bid);
 
         tf_mark_defined(src, (size_t)res);
-        if (tf_pool_acquire(&f->loop->in_pool, &f->in) || tf_buf_reserve(&f->in, (size_t)res)) {
-            tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
-        } else {
-            memcpy(tf_buf_tail(&f->in), src, (size_t)res);
-            f->in.len += (size_t)res;
+        if (tf_flow_take_in(f, src, (size_t)res, flags))
             f->loop->cipher_copied += (uint64_t)res;
-        }
         tf_ring_buf_recycle(f->loop, bid);
-        /* Nobody reads: stop taking bytes in until somebody does. */
-        if (f->in.len > TF_RX_HIGH && (flags & IORING_CQE_F_MORE))
-            tf_ring_cancel(f->loop, &f->recv_op);
     } else if (res == 0) {
         f->rx_eof = true;
     } else if (res < 0 && res != -ENOBUFS && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
@@ -87,13 +93,17 @@ void tf_flow_post_recv(tlsflow *f, size_t max)
 
 static void user_rx_progress(tlsflow *f);
 
-static void hand_over(tlsflow *f, const void *data, size_t len)
+/* Completes the pending read (the callback may issue the next one). */
+static void complete_read(tlsflow *f, tlsflow_status st, const void *data, size_t len,
+                          tlsflow_error err)
 {
-    tlsflow_result r = { TLSFLOW_OK, data, len, { 0, 0 } };
+    tlsflow_result r = { st, data, len, err };
 
     f->read_pending = false;
     f->read_cb(f, &r, f->read_arg);
 }
+
+static const tlsflow_error no_error = { 0, 0 };
 
 /* What the peer's end of the stream means once GnuTLS has nothing more. */
 static tlsflow_error transport_error(const tlsflow *f)
@@ -109,11 +119,8 @@ static void end_of_stream(tlsflow *f, tlsflow_error err)
 {
     if (err.code == TLSFLOW_E_TRUNCATED && f->bye_sent) {
         f->rx_truncated = true;
-        if (f->read_pending) {
-            tlsflow_result r = { TLSFLOW_ERROR, NULL, 0, err };
-            f->read_pending = false;
-            f->read_cb(f, &r, f->read_arg);
-        }
+        if (f->read_pending)
+            complete_read(f, TLSFLOW_ERROR, NULL, 0, err);
         tf_flow_schedule(f);
         return;
     }
@@ -140,25 +147,18 @@ static void kernel_rx_progress(tlsflow *f)
                 stop_idle_arm(f);
                 return;               /* held until the application reads */
             }
-            f->read_pending = false;
-            {
-                tlsflow_result r = { TLSFLOW_OK, tf_buf_head(&f->in), f->in.len, { 0, 0 } };
-                size_t n = f->in.len;
-                f->read_cb(f, &r, f->read_arg);
-                tf_buf_consume(&f->in, n);
-                if (f->in.len == 0 && f->loop->br_state > 0)   /* receives go to the ring */
-                    tf_pool_release(&f->loop->in_pool, &f->in);
-            }
+            size_t n = f->in.len;
+            complete_read(f, TLSFLOW_OK, tf_buf_head(&f->in), n, no_error);
+            tf_buf_consume(&f->in, n);
+            if (f->in.len == 0 && f->loop->br_state > 0)   /* receives go to the ring */
+                tf_pool_release(&f->loop->in_pool, &f->in);
             continue;
         }
         if (f->peer_closed) {
-            if (f->read_pending) {
-                tlsflow_result r = { TLSFLOW_EOF, NULL, 0, { 0, 0 } };
-                f->read_pending = false;
-                f->read_cb(f, &r, f->read_arg);
-                continue;
-            }
-            return;
+            if (!f->read_pending)
+                return;
+            complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
+            continue;
         }
         if (f->rx_truncated) {
             if (f->read_pending)
@@ -234,14 +234,12 @@ static void user_rx_progress(tlsflow *f)
                 return;
             pkt = f->held;
             f->held = NULL;
-            hand_over(f, f->held_data, f->held_len);
+            complete_read(f, TLSFLOW_OK, f->held_data, f->held_len, no_error);
             tf_hs_packet_free(pkt);
             continue;
         }
         if (f->peer_closed) {
-            tlsflow_result r = { TLSFLOW_EOF, NULL, 0, { 0, 0 } };
-            f->read_pending = false;
-            f->read_cb(f, &r, f->read_arg);
+            complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
             continue;
         }
         if (f->rx_errno && f->in.len == 0) {
@@ -252,7 +250,7 @@ static void user_rx_progress(tlsflow *f)
         ret = tf_hs_recv_packet(&f->hs, &pkt, &data, &len);
         if (ret > 0) {
             if (f->read_pending) {
-                hand_over(f, data, len);
+                complete_read(f, TLSFLOW_OK, data, len, no_error);
                 tf_hs_packet_free(pkt);
             } else {
                 f->held = pkt;

@@ -217,6 +217,9 @@ void tf_flow_release(tlsflow *f);   /* drop one ref; frees at zero */
 
 /* flow_rx.c / flow_tx.c */
 void tf_flow_rx_progress(tlsflow *f);
+/* Appends bytes that came in a shared ring buffer to the flow's receive
+ * buffer (and stops the arm when nobody reads); false when it failed the flow. */
+bool tf_flow_take_in(tlsflow *f, const void *src, size_t len, unsigned cqe_flags);
 void tf_flow_tx_progress(tlsflow *f);
 void tf_flow_post_recv(tlsflow *f, size_t max);   /* max 0: as much as fits */
 void tf_flow_flush(tlsflow *f);
