@@ -196,6 +196,25 @@ static void control_record(tlsflow *f, int type, const uint8_t *body, size_t len
     }
 }
 
+/* A failed kernel receive, single-shot or multishot alike. */
+static void krx_error(tlsflow *f, int res)
+{
+    switch (res) {
+    case -EBADMSG:
+        rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
+        break;
+    case -EKEYEXPIRED:   /* 6.14+ paused after a KeyUpdate: the new key is in, receive again */
+    case -ENOBUFS:       /* the shared ring ran dry: receive again */
+    case -EINTR:
+    case -EAGAIN:
+    case -ECANCELED:
+        break;
+    default:
+        f->rx_errno = -res;
+        break;
+    }
+}
+
 static void krx_done(tf_op *op, int res, unsigned flags)
 {
     tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
@@ -217,10 +236,8 @@ static void krx_done(tf_op *op, int res, unsigned flags)
             control_record(f, type, p, (size_t)res);
     } else if (res == 0) {
         f->rx_eof = true;
-    } else if (res == -EBADMSG) {
-        rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
-    } else if (res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
-        f->rx_errno = -res;
+    } else {
+        krx_error(f, res);
     }
     tf_flow_schedule(f);
     tf_flow_release(f);
@@ -267,12 +284,8 @@ static void kmulti_done(tf_op *op, int res, unsigned flags)
         tf_ring_buf_recycle(f->loop, bid);
     } else {
         tf_trace(f, "kernel recvmsg (ring): %d", res);
-        if (res == -EBADMSG)
-            rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0));
-        else if (res == -EKEYEXPIRED && !f->err.code)
-            ;   /* 6.14+ paused after a KeyUpdate: the new key is in, re-arm */
-        else if (res < 0 && res != -ENOBUFS && res != -EINTR && res != -EAGAIN && res != -ECANCELED)
-            f->rx_errno = -res;
+        if (res < 0)
+            krx_error(f, res);
     }
     tf_flow_schedule(f);
     if (!(flags & IORING_CQE_F_MORE))
