@@ -31,6 +31,7 @@ TLSFLOW_PUBLIC int tlsflow_config_new(tlsflow_config **out, tlsflow_role role)
     cfg->verify = role == TLSFLOW_CLIENT ? TLSFLOW_VERIFY_REQUIRED : TLSFLOW_VERIFY_NONE;
     cfg->ktls = TLSFLOW_KTLS_AUTO;
     cfg->handshake_timeout_ms = 30000;
+    cfg->receive_budget = 64 * 1024;
     if (gnutls_certificate_allocate_credentials(&cfg->cred) < 0) {
         free(cfg);
         return -ENOMEM;
@@ -56,23 +57,27 @@ TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
     }
     for (size_t i = 0; i < TF_CACHE_SLOTS; i++) {
         free(cfg->cache[i].key);
-        gnutls_free(cfg->cache[i].data.data);
+        tf_hs_datum_wipe(&cfg->cache[i].data);
     }
     pthread_mutex_destroy(&cfg->lock);
     free(cfg);
 }
 
-/* Setters refuse once a flow used the config: it may be shared by threads. */
-static int check_mutable(tlsflow_config *cfg)
+/* Setters check and write in one step under the config's lock, the lock
+ * tf_hs_config_freeze takes: a flow in another thread cannot freeze the
+ * config between a setter's check and its write, so a setter that returns 0
+ * changed the config before any flow used it, and one that returns -EBUSY
+ * changed nothing.  0 with the lock held (the caller unlocks), else an error
+ * without it. */
+static int lock_mutable(tlsflow_config *cfg)
 {
-    int ret;
-
     if (!cfg)
         return -EINVAL;
     pthread_mutex_lock(&cfg->lock);
-    ret = cfg->frozen ? -EBUSY : 0;
+    if (!cfg->frozen)
+        return 0;
     pthread_mutex_unlock(&cfg->lock);
-    return ret;
+    return -EBUSY;
 }
 
 static int gnutls_to_errno(int ret)
@@ -87,85 +92,109 @@ static int gnutls_to_errno(int ret)
 TLSFLOW_PUBLIC int tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem,
                                                 const char *key_pem)
 {
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
-    if (!cert_pem || !key_pem)
-        return -EINVAL;
+    if (!cert_pem || !key_pem) {
+        ret = -EINVAL;
+        goto out;
+    }
     ret = gnutls_certificate_set_x509_key_file(cfg->cred, cert_pem, key_pem, GNUTLS_X509_FMT_PEM);
-    if (ret < 0)
-        return gnutls_to_errno(ret);
+    if (ret < 0) {
+        ret = gnutls_to_errno(ret);
+        goto out;
+    }
     cfg->has_cert = true;
-    return 0;
+    ret = 0;
+out:
+    pthread_mutex_unlock(&cfg->lock);
+    return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem)
 {
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
-    if (!ca_pem)
-        return -EINVAL;
+    if (!ca_pem) {
+        ret = -EINVAL;
+        goto out;
+    }
     ret = gnutls_certificate_set_x509_trust_file(cfg->cred, ca_pem, GNUTLS_X509_FMT_PEM);
-    if (ret < 0)
-        return gnutls_to_errno(ret);
-    if (ret == 0)
-        return -ENOENT;   /* a file without a single certificate */
+    if (ret <= 0) {
+        /* 0: a file without a single certificate */
+        ret = ret < 0 ? gnutls_to_errno(ret) : -ENOENT;
+        goto out;
+    }
     cfg->has_ca = true;
-    return 0;
+    ret = 0;
+out:
+    pthread_mutex_unlock(&cfg->lock);
+    return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify mode)
 {
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
-    if (mode != TLSFLOW_VERIFY_REQUIRED && mode != TLSFLOW_VERIFY_OPTIONAL &&
-        mode != TLSFLOW_VERIFY_NONE)
-        return -EINVAL;
-    cfg->verify = mode;
-    return 0;
+    if (mode == TLSFLOW_VERIFY_REQUIRED || mode == TLSFLOW_VERIFY_OPTIONAL ||
+        mode == TLSFLOW_VERIFY_NONE)
+        cfg->verify = mode;
+    else
+        ret = -EINVAL;
+    pthread_mutex_unlock(&cfg->lock);
+    return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_priority(tlsflow_config *cfg, const char *prio)
 {
-    gnutls_priority_t p;
-    char *copy;
-    int ret = check_mutable(cfg);
+    gnutls_priority_t p = NULL, old;
+    char *copy = NULL, *old_str;
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
-    if (!prio)
-        return -EINVAL;
-    /* Check it now, so that a typo is an error at configuration time. */
-    if (gnutls_priority_init2(&p, prio, NULL, 0) < 0)
-        return -EINVAL;
+    /* Checked now, so that a typo is an error at configuration time. */
+    if (!prio || gnutls_priority_init2(&p, prio, NULL, 0) < 0) {
+        ret = -EINVAL;
+        goto out;
+    }
     copy = strdup(prio);
     if (!copy) {
-        gnutls_priority_deinit(p);
-        return -ENOMEM;
+        ret = -ENOMEM;
+        goto out;
     }
-    if (cfg->priority)
-        gnutls_priority_deinit(cfg->priority);
-    free(cfg->priority_str);
+    /* The new policy in; p and copy then hold the old one, freed below. */
+    old = cfg->priority;
     cfg->priority = p;
+    p = old;
+    old_str = cfg->priority_str;
     cfg->priority_str = copy;
-    return 0;
+    copy = old_str;
+out:
+    pthread_mutex_unlock(&cfg->lock);
+    if (p)
+        gnutls_priority_deinit(p);
+    free(copy);
+    return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols,
                                            size_t count)
 {
     gnutls_datum_t list[TF_ALPN_MAX] = { { 0 } };
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
-    if ((count && !protocols) || count > TF_ALPN_MAX)
-        return -EINVAL;
+    if ((count && !protocols) || count > TF_ALPN_MAX) {
+        ret = -EINVAL;
+        goto out;
+    }
     for (size_t i = 0; i < count; i++) {
         size_t n = protocols[i] ? strlen(protocols[i]) : 0;
         if (n == 0 || n > 255) {
@@ -179,59 +208,82 @@ TLSFLOW_PUBLIC int tlsflow_config_set_alpn(tlsflow_config *cfg, const char *cons
         }
         list[i].size = (unsigned)n;
     }
-    for (size_t i = 0; i < cfg->nalpn; i++)
-        free(cfg->alpn[i].data);
-    memcpy(cfg->alpn, list, sizeof(list));
+    /* The new list in, the old one out: `list` then holds what is freed. */
+    for (size_t i = 0; i < TF_ALPN_MAX; i++) {
+        gnutls_datum_t old = cfg->alpn[i];
+        cfg->alpn[i] = list[i];
+        list[i] = old;
+    }
     cfg->nalpn = count;
-    return 0;
 out:
-    for (size_t i = 0; i < count; i++)
+    pthread_mutex_unlock(&cfg->lock);
+    for (size_t i = 0; i < TF_ALPN_MAX; i++)
         free(list[i].data);
     return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mode mode)
 {
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
-    if (mode != TLSFLOW_KTLS_AUTO && mode != TLSFLOW_KTLS_REQUIRE && mode != TLSFLOW_KTLS_OFF)
-        return -EINVAL;
-    cfg->ktls = mode;
-    return 0;
+    if (mode == TLSFLOW_KTLS_AUTO || mode == TLSFLOW_KTLS_REQUIRE || mode == TLSFLOW_KTLS_OFF)
+        cfg->ktls = mode;
+    else
+        ret = -EINVAL;
+    pthread_mutex_unlock(&cfg->lock);
+    return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, unsigned ms)
 {
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
     cfg->handshake_timeout_ms = ms;
+    pthread_mutex_unlock(&cfg->lock);
     return 0;
+}
+
+TLSFLOW_PUBLIC int tlsflow_config_set_receive_budget(tlsflow_config *cfg, size_t bytes)
+{
+    int ret = lock_mutable(cfg);
+
+    if (ret)
+        return ret;
+    if (bytes >= TLSFLOW_RECEIVE_BUDGET_MIN && bytes <= TLSFLOW_RECEIVE_BUDGET_MAX)
+        cfg->receive_budget = bytes;
+    else
+        ret = -EINVAL;
+    pthread_mutex_unlock(&cfg->lock);
+    return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled)
 {
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
     cfg->no_resumption = !enabled;
+    pthread_mutex_unlock(&cfg->lock);
     return 0;
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags)
 {
-    int ret = check_mutable(cfg);
+    int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
     if (flags & ~(TLSFLOW_KTLS_ZEROCOPY_RO | TLSFLOW_KTLS_RX_NO_PAD))
-        return -EINVAL;
-    cfg->ktls_flags = flags;
-    return 0;
+        ret = -EINVAL;
+    else
+        cfg->ktls_flags = flags;
+    pthread_mutex_unlock(&cfg->lock);
+    return ret;
 }
 
 int tf_hs_config_freeze(tlsflow_config *cfg)

@@ -47,6 +47,7 @@ struct tlsflow_config {
     unsigned        ktls_flags;
     bool            no_resumption;
     unsigned        handshake_timeout_ms;
+    size_t          receive_budget;      /* bytes a flow holds before it stops receiving */
     gnutls_certificate_credentials_t cred;
     bool            has_ca, has_cert;
     char           *priority_str;
@@ -77,7 +78,10 @@ typedef struct tf_session {
     size_t           granted;
     unsigned         optional_status; /* a server's OPTIONAL check of a sent certificate */        /* bytes of the record being read that GnuTLS may take */
     tf_buf          *post_out;       /* handshake messages GnuTLS sends after the handshake */
-    char             alpn[64];
+    tf_buf           post_in;        /* kernel path: handshake bytes not yet a whole message */
+    unsigned         key_updates;    /* the peer's KeyUpdates since its last application data */
+    bool             key_update_due; /* userspace: GnuTLS owes the peer a KeyUpdate before data */
+    char             alpn[256];      /* the agreed protocol: ALPN names are 1..255 bytes (RFC 7301) */
 } tf_session;
 
 /* session.c */
@@ -97,16 +101,31 @@ ssize_t tf_hs_recv_packet(tf_session *hs, gnutls_packet_t *pkt, const void **dat
 void    tf_hs_packet_free(gnutls_packet_t pkt);
 ssize_t tf_hs_send(tf_session *hs, const void *buf, size_t len);
 int     tf_hs_bye(tf_session *hs);
-void    tf_hs_cork(tf_session *hs);
+/* false when corking would drop a KeyUpdate GnuTLS owes the peer (3.7.9's
+ * gnutls_record_cork overwrites it): send this piece uncorked. */
+bool    tf_hs_cork(tf_session *hs);
+void    tf_hs_sent_uncorked(tf_session *hs);
+/* Fatal alerts: the description GnuTLS names for its error (-1: none fits,
+ * or none is to be sent), and sending one through GnuTLS's records. */
+int     tf_hs_alert_for(int gnutls_err);
+void    tf_hs_alert(tf_session *hs, int desc);
+/* Application data came: the KeyUpdate count starts again. */
+void    tf_hs_note_app_data(tf_session *hs);
+void    tf_hs_watch_key_updates(tf_session *hs);
+#define TF_MAX_KEY_UPDATES 32     /* in a row, without application data between them */
 int     tf_hs_uncork(tf_session *hs);   /* 0 or a GnuTLS error */
 bool    tf_hs_has_pending(const tf_session *hs);
 void    tf_hs_note_ticket(tf_session *hs);
+/* session.c: wipes d's bytes, frees them (gnutls_free) and empties d. */
+void    tf_hs_datum_wipe(gnutls_datum_t *d);
 
 /* post.c: post-handshake messages with the receive key in the kernel */
 typedef struct {
     bool key_update;          /* the peer changed its sending key */
     bool update_requested;    /* ... and asks us to change ours */
+    bool refuse_renegotiation;/* TLS 1.2 HelloRequest: answer no_renegotiation, go on */
 } tf_post_event;
+#define TF_POST_MSG_MAX (64 * 1024)   /* a post-handshake message larger than this is refused */
 void   tf_hs_kernel_rx_begin(tf_session *hs, tf_buf *post_out);
 void   tf_hs_whole_records(tf_session *hs, bool on);
 /* Length of the complete records at the start of p; *missing: bytes the next

@@ -54,25 +54,95 @@ size_t tf_hs_whole_prefix(const uint8_t *p, size_t len, size_t *missing)
     }
 }
 
-int tf_hs_feed_handshake(tf_session *hs, const uint8_t *msg, size_t len, tf_post_event *ev)
+/* Counts the peer's KeyUpdates on the userspace path (GnuTLS handles them)
+ * and notes the answer GnuTLS owes; a storm is refused. */
+static int key_update_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                           const gnutls_datum_t *msg)
+{
+    tf_session *hs = gnutls_transport_get_ptr(s);
+
+    (void)when;
+    if (htype != GNUTLS_HANDSHAKE_KEY_UPDATE || !incoming || hs->post_out)
+        return 0;   /* the kernel path counts them itself */
+    if (++hs->key_updates > TF_MAX_KEY_UPDATES)
+        return GNUTLS_E_UNEXPECTED_PACKET;
+    if (msg && msg->size >= 1 && msg->data[0] == 1)
+        hs->key_update_due = true;
+    return 0;
+}
+
+void tf_hs_watch_key_updates(tf_session *hs)
+{
+    gnutls_handshake_set_hook_function(hs->s, GNUTLS_HANDSHAKE_KEY_UPDATE, GNUTLS_HOOK_PRE,
+                                       key_update_hook);
+}
+
+/* One whole message to GnuTLS (it refuses a KeyUpdate followed by other
+ * handshake data in the same call). */
+static int feed_message(tf_session *hs, const uint8_t *msg, size_t len, size_t after,
+                        tf_post_event *ev)
 {
     int ret;
 
-    memset(ev, 0, sizeof(*ev));
-    if (gnutls_protocol_get_version(hs->s) != GNUTLS_TLS1_3)
-        return GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET;   /* TLS 1.2 renegotiation: refused */
-    /* A KeyUpdate is the only message after which the key changes; the kernel
-     * delivers it alone (it stops decrypting right after it on 6.14+). */
-    if (len >= 5 && msg[0] == HS_KEY_UPDATE) {
+    if (msg[0] == HS_KEY_UPDATE) {
+        if (len != 5 || msg[4] > 1)
+            return GNUTLS_E_UNEXPECTED_PACKET_LENGTH;
+        /* The key changes right after it: nothing may follow in its record. */
+        if (after)
+            return GNUTLS_E_UNEXPECTED_PACKET;
+        if (++hs->key_updates > TF_MAX_KEY_UPDATES)
+            return GNUTLS_E_UNEXPECTED_PACKET;
         ev->key_update = true;
         ev->update_requested = msg[4] == 1;
     }
     ret = gnutls_handshake_write(hs->s, GNUTLS_ENCRYPTION_LEVEL_APPLICATION, msg, len);
-    if (ret == GNUTLS_E_AGAIN)
-        ret = 0;                 /* part of a message: GnuTLS keeps it */
-    if (ret == 0)
-        tf_hs_note_ticket(hs);
-    return ret;
+    return ret == GNUTLS_E_AGAIN ? 0 : ret;
+}
+
+/* Handshake bytes of one record from the kernel: every whole message in
+ * them (and in what earlier records left) goes to GnuTLS in turn; a partial
+ * one waits for the next record. */
+int tf_hs_feed_handshake(tf_session *hs, const uint8_t *p, size_t len, tf_post_event *ev)
+{
+    tf_buf *b = &hs->post_in;
+    int ret = 0;
+
+    memset(ev, 0, sizeof(*ev));
+    if (gnutls_protocol_get_version(hs->s) != GNUTLS_TLS1_3) {
+        /* TLS 1.2 renegotiation is refused, as the userspace path does: a
+         * server's HelloRequest gets a no_renegotiation warning and the flow
+         * goes on; a client's ClientHello ends it. */
+        if (len >= 4 && p[0] == 0 && hs->cfg->role == TLSFLOW_CLIENT) {
+            ev->refuse_renegotiation = true;
+            return 0;
+        }
+        if (len >= 1 && p[0] == 1 && hs->cfg->role == TLSFLOW_SERVER)
+            return GNUTLS_E_REHANDSHAKE;
+        return GNUTLS_E_UNEXPECTED_PACKET;
+    }
+    if (b->len + len > TF_POST_MSG_MAX + 4)
+        return GNUTLS_E_HANDSHAKE_TOO_LARGE;
+    if (tf_buf_reserve(b, len))
+        return GNUTLS_E_MEMORY_ERROR;
+    memcpy(tf_buf_tail(b), p, len);
+    b->len += len;
+    while (b->len >= 4) {
+        const uint8_t *m = tf_buf_head(b);
+        size_t mlen = 4 + ((size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3]);
+
+        if (mlen > TF_POST_MSG_MAX)
+            return GNUTLS_E_HANDSHAKE_TOO_LARGE;
+        if (b->len < mlen)
+            break;
+        ret = feed_message(hs, m, mlen, b->len - mlen, ev);
+        tf_buf_consume(b, mlen);
+        if (ret < 0)
+            return ret;
+    }
+    if (b->len == 0)
+        tf_buf_free(b);
+    tf_hs_note_ticket(hs);
+    return 0;
 }
 
 int tf_hs_request_key_update_reply(tf_session *hs)

@@ -99,9 +99,44 @@ ssize_t tf_hs_send(tf_session *hs, const void *buf, size_t len)
     return ret;
 }
 
-void tf_hs_cork(tf_session *hs)
+bool tf_hs_cork(tf_session *hs)
 {
+    if (hs->key_update_due)
+        return false;
     gnutls_record_cork(hs->s);
+    return true;
+}
+
+void tf_hs_sent_uncorked(tf_session *hs)
+{
+    hs->key_update_due = false;   /* GnuTLS sent its KeyUpdate before that record */
+}
+
+int tf_hs_alert_for(int gnutls_err)
+{
+    int level = GNUTLS_AL_FATAL;
+    int desc;
+
+    if (gnutls_err >= 0)
+        return -1;
+    desc = gnutls_error_to_alert(gnutls_err, &level);
+    if (desc < 0)
+        return GNUTLS_A_INTERNAL_ERROR;
+    return desc;
+}
+
+void tf_hs_alert(tf_session *hs, int desc)
+{
+    int ret;
+
+    do {
+        ret = gnutls_alert_send(hs->s, GNUTLS_AL_FATAL, (gnutls_alert_description_t)desc);
+    } while (ret == GNUTLS_E_INTERRUPTED);
+}
+
+void tf_hs_note_app_data(tf_session *hs)
+{
+    hs->key_updates = 0;
 }
 
 int tf_hs_uncork(tf_session *hs)

@@ -84,6 +84,18 @@ static void cache_load(tf_session *hs)
     pthread_mutex_unlock(&hs->cfg->lock);
 }
 
+/* Session data holds the resumption secret: its bytes are wiped before the
+ * memory goes back to the allocator, where the next malloc could show them. */
+void tf_hs_datum_wipe(gnutls_datum_t *d)
+{
+    if (d->data) {
+        gnutls_memset(d->data, 0, d->size);
+        gnutls_free(d->data);
+    }
+    d->data = NULL;
+    d->size = 0;
+}
+
 static void cache_store(tf_session *hs, gnutls_datum_t *data)
 {
     tlsflow_config *cfg = hs->cfg;
@@ -99,13 +111,11 @@ static void cache_store(tf_session *hs, gnutls_datum_t *data)
         free(t->key);
         t->key = strdup(hs->cache_key);
     }
-    gnutls_free(t->data.data);
+    tf_hs_datum_wipe(&t->data);
     t->data = *data;
     t->used = ++cfg->cache_clock;
-    if (!t->key) {             /* out of memory: forget the slot */
-        gnutls_free(t->data.data);
-        t->data.data = NULL;
-    }
+    if (!t->key)               /* out of memory: forget the slot */
+        tf_hs_datum_wipe(&t->data);
     pthread_mutex_unlock(&cfg->lock);
 }
 
@@ -122,8 +132,12 @@ void tf_hs_note_ticket(tf_session *hs)
     if (gnutls_protocol_get_version(hs->s) == GNUTLS_TLS1_3 && !(flags & GNUTLS_SFLAGS_SESSION_TICKET))
         return;
     hs->ticket_saved = true;
-    if (gnutls_session_get_data2(hs->s, &data) == 0 && data.size)
+    if (gnutls_session_get_data2(hs->s, &data) < 0)
+        return;
+    if (data.size)
         cache_store(hs, &data);
+    else
+        tf_hs_datum_wipe(&data);
 }
 
 /* ---- Set-up ---- */
@@ -221,16 +235,31 @@ void tf_hs_session_deinit(tf_session *hs)
         gnutls_deinit(hs->s);
     free(hs->server_name);
     free(hs->cache_key);
+    tf_buf_free(&hs->post_in);
     memset(hs, 0, sizeof(*hs));
+}
+
+/* One gnutls_handshake call takes at most one record of a handshake message
+ * that is not complete yet and then says AGAIN, though `in` may hold the
+ * message's other records: a ClientHello cut into many small records would
+ * wait for a receive that never comes.  While it took input, call again. */
+static int handshake_step(tf_session *hs)
+{
+    size_t before;
+    int ret;
+
+    do {
+        before = hs->in->len;
+        ret = gnutls_handshake(hs->s);
+    } while ((ret < 0 && ret != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(ret)) ||
+             (ret == GNUTLS_E_AGAIN && hs->in->len < before));
+    return ret;
 }
 
 int tf_hs_handshake(tf_session *hs)
 {
-    int ret;
+    int ret = handshake_step(hs);
 
-    do {
-        ret = gnutls_handshake(hs->s);
-    } while (ret < 0 && ret != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(ret));
     if (ret == 0 && hs->cfg->role == TLSFLOW_CLIENT && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL) {
         gnutls_typed_vdata_st name = { GNUTLS_DT_DNS_HOSTNAME, (unsigned char *)hs->server_name, 0 };
         unsigned status = GNUTLS_CERT_INVALID;
@@ -273,7 +302,10 @@ void tf_hs_info(const tf_session *hs, tlsflow_info *out)
     default: out->tls_version = 0; break;
     }
     out->cipher = gnutls_cipher_get_name(gnutls_cipher_get(hs->s));
-    if (gnutls_alpn_get_selected_protocol(hs->s, &proto) == 0 && proto.size < sizeof(mhs->alpn)) {
+    /* alpn has room for the longest name the protocol allows, so an agreed
+     * name is never reported as none. */
+    if (gnutls_alpn_get_selected_protocol(hs->s, &proto) == 0 && proto.size > 0 &&
+        proto.size < sizeof(mhs->alpn)) {
         memcpy(mhs->alpn, proto.data, proto.size);
         mhs->alpn[proto.size] = 0;
         out->alpn = hs->alpn;

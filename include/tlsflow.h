@@ -83,6 +83,10 @@ typedef struct {
 int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);
 /* Frees the loop; flows and listeners still open are freed with it. */
 void tlsflow_loop_free(tlsflow_loop *loop);
+/* Caps the received bytes all flows of the loop hold together (default 256 MiB,
+ * 0 = no cap).  Past it, the flows holding most stop receiving first, until
+ * their application reads.  0, -EINVAL. */
+int  tlsflow_loop_set_memory_limit(tlsflow_loop *loop, size_t bytes);
 
 /* ---- Configuration ---- */
 typedef enum { TLSFLOW_CLIENT, TLSFLOW_SERVER } tlsflow_role;
@@ -103,6 +107,17 @@ int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priorit
 int  tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols, size_t count);
 int  tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mode mode);          /* default AUTO */
 int  tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, unsigned ms);        /* default 30000, 0 = none */
+/* What a flow may hold of received bytes (ciphertext waiting for GnuTLS, or
+ * plaintext waiting for a read) before it stops receiving until the
+ * application reads: default 64 KiB, at least 32 KiB (a whole record must
+ * fit), at most 64 MiB; -EINVAL outside, -EBUSY once used.  The kernel's
+ * socket buffer holds the rest.  A flow holds at most this, one record GnuTLS
+ * is working on, and one send batch (64 KiB of ciphertext, or the
+ * application's own buffers with kTLS): a peer that sends and never reads
+ * costs a bounded amount of memory. */
+#define TLSFLOW_RECEIVE_BUDGET_MIN (32u * 1024)
+#define TLSFLOW_RECEIVE_BUDGET_MAX (64u * 1024 * 1024)
+int  tlsflow_config_set_receive_budget(tlsflow_config *cfg, size_t bytes);
 /* Clients keep the newest session ticket per server and resume with it;
  * servers issue tickets.  Default on; 0 turns both off. */
 int  tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled);
@@ -125,7 +140,18 @@ int  tlsflow_wrap_fd(tlsflow_loop *loop, const tlsflow_config *cfg, int fd,
 /* on_flow runs once per handshaken flow; a connection whose handshake failed
  * is reported with flow == NULL and the error (the listener goes on).  The
  * socket has SO_REUSEPORT, so that one listener per loop and thread can share
- * a port (the kernel spreads connections among them). */
+ * a port (the kernel spreads connections among them).  host NULL: every local
+ * address.  Returns 0, or:
+ *   -EINVAL         a bad argument, a client config, a server config without a
+ *                   certificate, or a port that is neither a number nor a
+ *                   TCP service name;
+ *   -ENOENT         host does not resolve (no such name, not an address literal);
+ *   -EAGAIN         the resolver failed for now (try again later);
+ *   -EIO            the resolver failed for good;
+ *   -ENOMEM         out of memory;
+ *   -EADDRINUSE, -EADDRNOTAVAIL, -EACCES ...  socket(), bind() or listen()
+ *                   refused the last address host resolved to (its errno);
+ *                   -EADDRNOTAVAIL: the address is not one of this host's. */
 int  tlsflow_listen(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host, const char *port,
                     tlsflow_cb *on_flow /* once per handshaken flow */, void *arg,
                     tlsflow_listener **out);

@@ -1,109 +1,238 @@
-/* The receive side: ciphertext from the socket, records through GnuTLS (or the
- * kernel), one segment per read, EOF only after close_notify. */
+/* The receive side: one receive at a time, sized to what the flow's budget
+ * leaves, on both paths; records through GnuTLS in userspace; one segment per
+ * read, EOF only after close_notify.
+ *
+ * Receives are single-shot: a multishot receive stays armed until its cancel
+ * lands, and by then the kernel may have filled the whole shared ring for one
+ * flow.  Each receive takes its buffer from the shared ring only when bytes
+ * arrive (an idle flow holds none), and asks for no more than
+ * receive_budget - rx_held bytes, so the budget holds exactly. */
 #include <errno.h>
 #include <string.h>
 
+#include "ktls/ktls.h"
 #include "ring/ring.h"
 
-static void recv_done(tf_op *op, int res, unsigned flags)
-{
-    tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
+static const tlsflow_error no_error = { 0, 0 };
 
-    (void)flags;
-    tf_trace(f, "recv: %d", res);
-    if (res > 0) {
-        tf_mark_defined(tf_buf_tail(&f->in), (size_t)res);
-        f->in.len += (size_t)res;
-    }
-    else if (res == 0)
-        f->rx_eof = true;
-    else if (res != -EINTR && res != -EAGAIN && res != -ECANCELED)
-        f->rx_errno = -res;
-    tf_flow_schedule(f);
-    tf_flow_release(f);
+/* ---- Memory: the flow's budget and the loop's limit ---- */
+
+void tf_flow_unpark(tlsflow *f)
+{
+    if (!f->park.next)
+        return;
+    f->park.prev->next = f->park.next;
+    f->park.next->prev = f->park.prev;
+    f->park.next = f->park.prev = NULL;
 }
 
-bool tf_flow_take_in(tlsflow *f, const void *src, size_t len, unsigned cqe_flags)
+static void park(tlsflow *f)
+{
+    tf_link *head = &f->loop->parked;
+
+    if (f->park.next)
+        return;
+    tf_trace(f, "loop memory limit: %zu of %zu held, this flow %zu: stops receiving",
+             f->loop->rx_held, f->loop->mem_limit, f->rx_held);
+    f->park.next = head->next;
+    f->park.prev = head;
+    head->next->prev = &f->park;
+    head->next = &f->park;
+}
+
+/* The loop went below its limit: parked flows try again. */
+static void wake_parked(tlsflow_loop *loop)
+{
+    tf_link *head = &loop->parked;
+
+    while (head->next != head) {
+        tlsflow *f = TF_CONTAINER(head->next, tlsflow, park);
+        tf_flow_unpark(f);
+        tf_flow_schedule(f);
+    }
+}
+
+void tf_flow_rx_account(tlsflow *f)
+{
+    tlsflow_loop *loop = f->loop;
+    size_t now = f->in.len + (f->held ? f->held_len : 0);
+
+    if (now == f->rx_held)
+        return;
+    loop->rx_held = loop->rx_held - f->rx_held + now;
+    f->rx_held = now;
+    if (loop->parked.next != &loop->parked &&
+        (!loop->mem_limit || loop->rx_held + TF_BR_SIZE <= loop->mem_limit))
+        wake_parked(loop);
+}
+
+/* Bytes the flow may take in now; 0: it waits (its budget is spent, or the
+ * loop is at its limit and this flow is among those holding). */
+static size_t allowance(tlsflow *f)
+{
+    tlsflow_loop *loop = f->loop;
+    size_t budget = f->cfg->receive_budget, want;
+
+    tf_flow_rx_account(f);
+    if (f->rx_held >= budget)
+        return 0;
+    want = budget - f->rx_held;
+    if (want > TF_BR_SIZE)
+        want = TF_BR_SIZE;
+    /* Flows that hold nothing go on (they cannot progress otherwise); those
+     * that hold bytes wait for their application to read them. */
+    if (loop->mem_limit && f->rx_held && loop->rx_held + want > loop->mem_limit) {
+        park(f);
+        return 0;
+    }
+    return want;
+}
+
+TLSFLOW_PUBLIC int tlsflow_loop_set_memory_limit(tlsflow_loop *loop, size_t bytes)
+{
+    if (!loop)
+        return -EINVAL;
+    loop->mem_limit = bytes;
+    wake_parked(loop);
+    return 0;
+}
+
+/* ---- The receive ---- */
+
+void tf_flow_take_in(tlsflow *f, const uint8_t *src, size_t len)
 {
     if (tf_pool_acquire(&f->loop->in_pool, &f->in) || tf_buf_reserve(&f->in, len)) {
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
-        return false;
+        return;
     }
-    if (len)
-        memcpy(tf_buf_tail(&f->in), src, len);
+    memcpy(tf_buf_tail(&f->in), src, len);
     f->in.len += len;
-    /* Nobody reads: stop taking bytes in until somebody does. */
-    if (f->in.len > TF_RX_HIGH && (cqe_flags & IORING_CQE_F_MORE))
-        tf_ring_cancel(f->loop, &f->recv_op);
-    return true;
 }
 
-static void multishot_done(tf_op *op, int res, unsigned flags)
+/* A failed receive on the userspace path. */
+static void user_recv_error(tlsflow *f, int res)
 {
-    tlsflow *f = TF_CONTAINER(op, tlsflow, recv_op);
+    switch (res) {
+    case -ENOBUFS:       /* the shared ring ran dry for a moment: receive again */
+    case -EINTR:
+    case -EAGAIN:
+    case -ECANCELED:
+        break;
+    default:
+        f->rx_errno = -res;
+        break;
+    }
+}
 
-    tf_trace(f, "recv (ring): %d%s", res, flags & IORING_CQE_F_MORE ? "" : ", disarmed");
-    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
-        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-        const uint8_t *src = tf_ring_buf(f->loop, bid);
+/* The record type the kernel put in the control area of the last recvmsg
+ * (it writes back how much control data it put there). */
+static int kernel_record_type(tlsflow *f)
+{
+    struct tf_kio *k = f->kio;
+    size_t clen;
 
-        tf_mark_defined(src, (size_t)res);
-        if (tf_flow_take_in(f, src, (size_t)res, flags))
+    tf_mark_defined(&k->krx_msg, sizeof(k->krx_msg));
+    tf_mark_defined(k->krx_cmsg.b, sizeof(k->krx_cmsg.b));
+    clen = k->krx_msg.msg_controllen < sizeof(k->krx_cmsg.b) ? k->krx_msg.msg_controllen
+                                                            : sizeof(k->krx_cmsg.b);
+    return tf_ktls_record_type_buf(k->krx_cmsg.b, clen);
+}
+
+static void recv_done(tlsflow *f, int res, unsigned flags)
+{
+    bool kernel = f->rx_path == PATH_KERNEL;
+    const uint8_t *p = NULL;
+    unsigned bid = 0;
+
+    tf_trace(f, "recv%s: %d", kernel ? " (kernel)" : "", res);
+    if (flags & IORING_CQE_F_BUFFER) {
+        bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        p = tf_ring_buf(f->loop, bid);
+    }
+    if (res > 0) {
+        bool in_place = !p;           /* received straight into `in` */
+
+        if (in_place)
+            p = tf_buf_tail(&f->in);
+        tf_mark_defined(p, (size_t)res);
+        if (kernel) {
+            tf_flow_krx_segment(f, p, (size_t)res, kernel_record_type(f), in_place);
+        } else if (in_place) {
+            f->in.len += (size_t)res;
+        } else {
+            tf_flow_take_in(f, p, (size_t)res);
             f->loop->cipher_copied += (uint64_t)res;
-        tf_ring_buf_recycle(f->loop, bid);
+        }
+    } else if (res == 0 && kernel && kernel_record_type(f) != TF_REC_DATA) {
+        tf_flow_krx_segment(f, NULL, 0, kernel_record_type(f), false);   /* an empty control record */
     } else if (res == 0) {
         f->rx_eof = true;
-    } else if (res < 0 && res != -ENOBUFS && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
-        f->rx_errno = -res;
+    } else if (kernel) {
+        tf_flow_krx_error(f, res);
+    } else {
+        user_recv_error(f, res);
     }
-    tf_flow_schedule(f);
-    if (!(flags & IORING_CQE_F_MORE))
-        tf_flow_release(f);     /* the arm's reference */
+    if (flags & IORING_CQE_F_BUFFER)
+        tf_ring_buf_recycle(f->loop, bid);
+    tf_flow_rx_account(f);
 }
 
 void tf_flow_post_recv(tlsflow *f, size_t max)
 {
     struct io_uring_sqe *sqe;
-    size_t room;
+    bool ring = tf_ring_bufring(f->loop);
+    void *dst = NULL;
+    size_t want;
 
-    if (f->recv_op.busy || f->rx_eof || f->rx_errno || f->freed)
+    if (f->recv_op.op.busy || f->rx_eof || f->rx_errno || f->rx_err.code || f->freed ||
+        f->err.code)
         return;
-    if (f->rx_multishot && max == 0) {
-        /* One arm for the flow's life: it holds a buffer only while bytes arrive. */
-        f->recv_op.done = multishot_done;
-        sqe = tf_ring_sqe(f->loop, &f->recv_op);
-        io_uring_prep_recv_multishot(sqe, f->fd, NULL, 0, 0);
+    want = allowance(f);
+    if (max && want > max)
+        want = max;
+    if (!want)
+        return;
+    if (!ring) {                     /* before 5.19: into the flow's own buffer */
+        if (tf_pool_acquire(&f->loop->in_pool, &f->in) || tf_buf_reserve(&f->in, want)) {
+            tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
+            return;
+        }
+        dst = tf_buf_tail(&f->in);
+    }
+    if (f->rx_path == PATH_KERNEL) {
+        struct tf_kio *k = f->kio;
+        memset(&k->krx_msg, 0, sizeof(k->krx_msg));
+        memset(&k->krx_cmsg, 0, sizeof(k->krx_cmsg));
+        k->krx_iov.iov_base = dst;
+        k->krx_iov.iov_len = want;
+        k->krx_msg.msg_iov = &k->krx_iov;
+        k->krx_msg.msg_iovlen = 1;
+        k->krx_msg.msg_control = k->krx_cmsg.b;
+        k->krx_msg.msg_controllen = sizeof(k->krx_cmsg.b);
+        sqe = tf_flow_submit(f, &f->recv_op, recv_done);
+        io_uring_prep_recvmsg(sqe, f->fd, &k->krx_msg, 0);
+    } else {
+        sqe = tf_flow_submit(f, &f->recv_op, recv_done);
+        io_uring_prep_recv(sqe, f->fd, dst, want, 0);
+    }
+    if (ring) {
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = TF_BGID;
-        f->refs++;
-        return;
     }
-    if (tf_buf_reserve(&f->in, TF_RECV_ROOM)) {
-        tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, ENOMEM));
-        return;
-    }
-    room = tf_buf_room(&f->in);
-    if (max && room > max)
-        room = max;
-    f->recv_op.done = recv_done;
-    sqe = tf_ring_sqe(f->loop, &f->recv_op);
-    io_uring_prep_recv(sqe, f->fd, tf_buf_tail(&f->in), room, 0);
-    f->refs++;
 }
 
-static void user_rx_progress(tlsflow *f);
+/* ---- Delivering ---- */
 
 /* Completes the pending read (the callback may issue the next one). */
-static void complete_read(tlsflow *f, tlsflow_status st, const void *data, size_t len,
-                          tlsflow_error err)
+void tf_flow_complete_read(tlsflow *f, tlsflow_status st, const void *data, size_t len,
+                           tlsflow_error err)
 {
     tlsflow_result r = { st, data, len, err };
+    tlsflow_cb *cb = f->read_cb;
 
-    f->read_pending = false;
-    f->read_cb(f, &r, f->read_arg);
+    f->read_cb = NULL;
+    cb(f, &r, f->read_arg);
 }
-
-static const tlsflow_error no_error = { 0, 0 };
 
 /* What the peer's end of the stream means once GnuTLS has nothing more. */
 static tlsflow_error transport_error(const tlsflow *f)
@@ -115,75 +244,38 @@ static tlsflow_error transport_error(const tlsflow *f)
 
 /* After our close_notify, a peer that just drops the connection has closed:
  * the close completes, though a read still learns the stream was cut. */
-static void end_of_stream(tlsflow *f, tlsflow_error err)
+void tf_flow_end_of_stream(tlsflow *f, tlsflow_error err)
 {
-    if (err.code == TLSFLOW_E_TRUNCATED && f->bye_sent) {
+    if (err.code == TLSFLOW_E_TRUNCATED && f->tx_phase >= TX_BYE && f->tx_phase <= TX_SHUT) {
         f->rx_truncated = true;
-        if (f->read_pending)
-            complete_read(f, TLSFLOW_ERROR, NULL, 0, err);
+        if (f->read_cb)
+            tf_flow_complete_read(f, TLSFLOW_ERROR, NULL, 0, err);
         tf_flow_schedule(f);
         return;
     }
     tf_flow_fail(f, err);
 }
 
-/* Nobody reads: the kernel path stops receiving, so that the socket's bytes
- * stay in the kernel (where plain read() on tlsflow_fd finds them). */
-static void stop_idle_arm(tlsflow *f)
+/* The receive side found a fatal error: the peer is told now (after what was
+ * already encrypted for it), the reader learns it after the bytes before it. */
+void tf_flow_rx_fail(tlsflow *f, tlsflow_error err, int alert)
 {
-    if (f->recv_op.busy && f->loop->br_state > 0)
-        tf_ring_cancel(f->loop, &f->recv_op);
+    if (f->rx_err.code)
+        return;
+    f->rx_err = err;
+    tf_ring_cancel(f->loop, &f->recv_op.op);
+    tf_flow_tx_alert(f, alert);   /* writes stop here: the alert is the last thing the peer gets */
+    tf_flow_schedule(f);
 }
 
-/* Plaintext straight from the kernel: `in` holds it, control records were
- * handled as they came. */
-static void kernel_rx_progress(tlsflow *f)
+static void user_rx_progress(tlsflow *f);
+
+void tf_flow_rx_progress(tlsflow *f)
 {
-    for (;;) {
-        if (f->err.code || f->freed)
-            return;
-        if (f->in.len) {
-            if (!f->read_pending) {
-                stop_idle_arm(f);
-                return;               /* held until the application reads */
-            }
-            size_t n = f->in.len;
-            complete_read(f, TLSFLOW_OK, tf_buf_head(&f->in), n, no_error);
-            tf_buf_consume(&f->in, n);
-            if (f->in.len == 0 && f->loop->br_state > 0)   /* receives go to the ring */
-                tf_pool_release(&f->loop->in_pool, &f->in);
-            continue;
-        }
-        if (f->peer_closed) {
-            if (!f->read_pending)
-                return;
-            complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
-            continue;
-        }
-        if (f->rx_truncated) {
-            if (f->read_pending)
-                end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
-            return;
-        }
-        if (f->rx_err.code) {         /* everything before it was read */
-            tf_flow_fail(f, f->rx_err);
-            return;
-        }
-        if (!f->read_pending && !f->close_pending) {
-            stop_idle_arm(f);
-            return;
-        }
-        if (f->rx_eof) {              /* the kernel reports a cut record as a plain 0 */
-            end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
-            return;
-        }
-        if (f->rx_errno) {
-            end_of_stream(f, transport_error(f));
-            return;
-        }
-        tf_flow_krx_post(f);
-        return;
-    }
+    if (f->rx_path == PATH_KERNEL)
+        tf_flow_krx_progress(f);
+    else
+        user_rx_progress(f);
 }
 
 /* The receive key waits for a record boundary: nothing left in userspace. */
@@ -198,12 +290,26 @@ static bool at_boundary(tlsflow *f)
     return false;
 }
 
-void tf_flow_rx_progress(tlsflow *f)
+static void hold(tlsflow *f, gnutls_packet_t pkt, const void *data, size_t len)
 {
-    if (f->ktls_rx)
-        kernel_rx_progress(f);
-    else
-        user_rx_progress(f);
+    f->held = pkt;
+    f->held_data = data;
+    f->held_len = len;
+}
+
+/* GnuTLS failed a record: the peer hears why, unless it went away or told
+ * us itself (its own fatal alert, or the end of the transport). */
+static void record_error(tlsflow *f, int ret)
+{
+    tlsflow_error err = tf_hs_error(&f->hs, ret);
+    int alert = err.code == TLSFLOW_E_TLS || err.code == TLSFLOW_E_BAD_RECORD ? tf_hs_alert_for(ret) : -1;
+
+    if (alert < 0) {
+        tf_flow_end_of_stream(f, err);
+        return;
+    }
+    tf_flow_rx_fail(f, err, alert);
+    tf_flow_fail(f, err);   /* nothing came before it that the reader has not had */
 }
 
 static void user_rx_progress(tlsflow *f)
@@ -219,49 +325,46 @@ static void user_rx_progress(tlsflow *f)
         /* Read when the application waits, or to see the peer's close while
          * closing — holding at most one record nobody asked for yet. */
         if (f->rx_truncated) {
-            if (f->read_pending)
-                end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
+            if (f->read_cb)
+                tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
             return;
         }
         if (f->rx_err.code && !f->held) {
             tf_flow_fail(f, f->rx_err);
             return;
         }
-        if (!f->read_pending && !(f->close_pending && !f->held && !f->peer_closed))
+        if (!f->read_cb && !(f->close_cb && !f->held && !f->peer_closed))
             return;
+        /* While someone reads, the next bytes are on their way as this
+         * record is decrypted (within the budget). */
+        if (f->rx_path == PATH_USER && !f->peer_closed && !f->rx_eof)
+            tf_flow_post_recv(f, 0);
         if (f->held) {
-            if (!f->read_pending)
+            if (!f->read_cb)
                 return;
             pkt = f->held;
             f->held = NULL;
-            complete_read(f, TLSFLOW_OK, f->held_data, f->held_len, no_error);
+            tf_flow_complete_read(f, TLSFLOW_OK, f->held_data, f->held_len, no_error);
             tf_hs_packet_free(pkt);
             continue;
         }
         if (f->peer_closed) {
-            complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
+            tf_flow_complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
             continue;
         }
         if (f->rx_errno && f->in.len == 0) {
-            end_of_stream(f, transport_error(f));
+            tf_flow_end_of_stream(f, transport_error(f));
             return;
         }
         pkt = NULL;
         ret = tf_hs_recv_packet(&f->hs, &pkt, &data, &len);
         if (ret > 0) {
-            if (f->read_pending) {
-                complete_read(f, TLSFLOW_OK, data, len, no_error);
-                tf_hs_packet_free(pkt);
-            } else {
-                f->held = pkt;
-                f->held_data = data;
-                f->held_len = len;
-            }
+            hold(f, pkt, data, len);
             continue;
         }
         tf_hs_packet_free(pkt);
-        tf_trace(f, "userspace record read: %zd, %zu bytes left, rx switch pending %d", ret, f->in.len,
-                 f->ktls_rx_pending);
+        tf_trace(f, "userspace record read: %zd, %zu bytes left, rx path %d", ret, f->in.len,
+                 f->rx_path);
         if (ret == 0) {
             f->peer_closed = true;
             continue;
@@ -269,23 +372,23 @@ static void user_rx_progress(tlsflow *f)
         /* GnuTLS may have answered something (a KeyUpdate) on its own. */
         tf_flow_flush(f);
         if (ret == GNUTLS_E_AGAIN && f->rx_errno) {
-            end_of_stream(f, transport_error(f));   /* a record cut by a reset */
+            tf_flow_end_of_stream(f, transport_error(f));   /* a record cut by a reset */
             return;
         }
         if (ret == GNUTLS_E_AGAIN) {
-            if (!f->ktls_rx_pending) {
-                if (f->rx_multishot)
+            if (f->rx_path != PATH_SWITCHING) {
+                if (f->in.len == 0)
                     tf_pool_release(&f->loop->in_pool, &f->in);
                 tf_flow_post_recv(f, 0);
                 return;
             }
-            if (f->recv_op.busy || !at_boundary(f))
+            if (f->recv_op.op.busy || !at_boundary(f))
                 return;
             if (tf_flow_ktls_rx_switch(f))
-                kernel_rx_progress(f);
+                tf_flow_krx_progress(f);
             return;
         }
-        end_of_stream(f, tf_hs_error(&f->hs, (int)ret));
+        record_error(f, (int)ret);
         return;
     }
 }

@@ -1,14 +1,23 @@
 /* The loop: one io_uring, completion dispatch, deferred tasks, timers. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "ring/ring.h"
 
 #define DEFAULT_DEPTH 256
+#define STASH_MIN 64          /* CQEs the stash holds from the start */
+#define STASH_RESERVE 16      /* ... of which these stay for operations the ring refused */
+#define SUBMIT_TRIES 8        /* a ring refusing submissions: tries before an operation fails */
+#define WAIT_MS 10            /* a wait for completions, which free CQ room and kernel memory */
+#define DRAIN_IDLE_MS 5000    /* loop_free gives up after this long without a completion */
+#define DRAIN_TICK_MS 50
+#define CANCEL_EVERY_MS 500   /* loop_free asks again for what is still in flight */
 
 int tf_trace_on;
 
@@ -39,12 +48,21 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
     loop = calloc(1, sizeof(*loop));
     if (!loop)
         return -ENOMEM;
+    /* Allocated now: an operation the ring refuses completes through the
+     * stash, which then has room even when memory has run out. */
+    loop->stash = malloc(STASH_MIN * sizeof(*loop->stash));
+    if (!loop->stash) {
+        free(loop);
+        return -ENOMEM;
+    }
+    loop->capstash = STASH_MIN;
     memset(&p, 0, sizeof(p));
     /* A roomy completion queue: many flows keep a receive armed. */
     p.flags = IORING_SETUP_CQSIZE;
     p.cq_entries = depth * 8;
     ret = io_uring_queue_init_params(depth, &loop->ring, &p);
     if (ret < 0) {
+        free(loop->stash);
         free(loop);
         return ret;
     }
@@ -53,6 +71,8 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
     loop->tx_pool.cap = TF_TX_CAP;
     loop->file_pool.cap = TF_FILE_CAP;
     loop->objects.next = loop->objects.prev = &loop->objects;
+    loop->parked.next = loop->parked.prev = &loop->parked;
+    loop->mem_limit = (size_t)256 * 1024 * 1024;
     *out = loop;
     return 0;
 }
@@ -73,46 +93,145 @@ void tf_ring_untrack(tf_link *l)
     l->next = l->prev = l;
 }
 
-/* CQEs are moved aside when the kernel refuses a submission because the
- * completion queue overflowed; they are dispatched by the next run. */
-static void stash_cqes(tlsflow_loop *loop)
+/* ---- Submission ---- */
+
+/* Room in the stash for one more CQE, growing it; keep: slots that must stay
+ * free after it (the reserve for refused operations). */
+static bool stash_room(tlsflow_loop *loop, size_t keep)
+{
+    struct io_uring_cqe *n;
+    size_t cap = loop->capstash * 2;
+
+    if (loop->nstash + keep < loop->capstash)
+        return true;
+    n = realloc(loop->stash, cap * sizeof(*n));
+    if (!n)
+        return false;
+    loop->stash = n;
+    loop->capstash = cap;
+    return loop->nstash + keep < loop->capstash;
+}
+
+/* CQEs are moved aside when the kernel refuses a submission for want of CQ
+ * room; the next run dispatches them.  How many were moved. */
+static unsigned stash_cqes(tlsflow_loop *loop)
+{
+    struct io_uring_cqe *cqe;
+    unsigned n = 0;
+
+    while (io_uring_peek_cqe(&loop->ring, &cqe) == 0 && stash_room(loop, STASH_RESERVE)) {
+        loop->stash[loop->nstash++] = *cqe;
+        io_uring_cqe_seen(&loop->ring, cqe);
+        n++;
+    }
+    return n;
+}
+
+/* Blocks up to ms for a completion and stashes what came: how many. */
+static unsigned wait_and_stash(tlsflow_loop *loop, unsigned ms)
+{
+    struct __kernel_timespec ts = { ms / 1000, (long long)(ms % 1000) * 1000000 };
+    struct io_uring_cqe *cqe;
+
+    if (io_uring_wait_cqe_timeout(&loop->ring, &cqe, &ts) != 0)
+        return 0;
+    return stash_cqes(loop);
+}
+
+static int submit(tlsflow_loop *loop)
+{
+    int ret = io_uring_submit(&loop->ring);
+
+    loop->enters++;
+    if (ret > 0)
+        loop->submissions += (unsigned)ret;
+    return ret;
+}
+
+/* Hands the queued SQEs to the kernel: 0, or the kernel's -errno when they
+ * are still queued after SUBMIT_TRIES fruitless tries.  Never spins: after a
+ * refusal the CQEs are moved aside, or a completion is waited for a little
+ * (WAIT_MS).  Where the kernel wanted CQ room (-EBUSY) or the memory
+ * completions hold (-EAGAIN), room made that way is progress and it goes on;
+ * anything else (the errors of a broken ring: -EFAULT, -ENOMEM, -EBADF ...),
+ * or a stash that cannot grow, is a fruitless try.  -EINTR is tried again at
+ * once, and counts too. */
+static int submit_queued(tlsflow_loop *loop)
+{
+    int ret = 0, fruitless = 0;
+    bool made_room;
+
+    while (io_uring_sq_ready(&loop->ring) && fruitless < SUBMIT_TRIES) {
+        ret = submit(loop);
+        if (ret > 0)
+            continue;
+        if (ret == -EINTR) {
+            fruitless++;
+            continue;
+        }
+        made_room = stash_cqes(loop) || wait_and_stash(loop, WAIT_MS);
+        if (!made_room || (ret != -EBUSY && ret != -EAGAIN))
+            fruitless++;
+    }
+    if (!io_uring_sq_ready(&loop->ring))
+        return 0;
+    return ret < 0 ? ret : -EBUSY;
+}
+
+/* An operation the ring refused completes with the ring's error, from the
+ * stash at the next run, as if the kernel had failed it: its handler fails
+ * (or retries) that one operation.  False when the stash has no room. */
+static bool fail_op(tlsflow_loop *loop, tf_op *op, int err)
 {
     struct io_uring_cqe *cqe;
 
-    while (io_uring_peek_cqe(&loop->ring, &cqe) == 0) {
-        if (loop->nstash == loop->capstash) {
-            size_t cap = loop->capstash ? loop->capstash * 2 : 64;
-            struct io_uring_cqe *n = realloc(loop->stash, cap * sizeof(*n));
-            if (!n)
-                return;
-            loop->stash = n;
-            loop->capstash = cap;
-        }
-        loop->stash[loop->nstash++] = *cqe;
-        io_uring_cqe_seen(&loop->ring, cqe);
-    }
+    if (!stash_room(loop, 0))
+        return false;
+    cqe = &loop->stash[loop->nstash++];
+    memset(cqe, 0, sizeof(*cqe));
+    cqe->user_data = (uint64_t)(uintptr_t)op;
+    cqe->res = err;
+    tf_trace(loop, "submission refused (%s): operation %p fails", strerror(-err), (void *)op);
+    return true;
 }
 
-static struct io_uring_sqe *get_sqe(tlsflow_loop *loop)
+/* Where a refused operation is prepared: it never reaches the kernel.  One
+ * per thread, as a loop is used by one thread. */
+static __thread struct io_uring_sqe scratch_sqe;
+
+/* An SQE for op (NULL: a detached request).  A full submission queue is
+ * submitted, never a refusal.  When the kernel will not take the queue
+ * (submit_queued failed), op completes with that error at the next run and
+ * the caller prepares it in scratch_sqe; a detached request, always best
+ * effort (a cancel, a timeout removal), is dropped the same way.  So the
+ * callers of tf_ring_sqe never see NULL and need no failure path of their
+ * own: their completion handler already has one.  Only when the stash cannot
+ * take even that (no memory) does this wait for completions, without
+ * spinning, rather than lose the operation. */
+static struct io_uring_sqe *get_sqe(tlsflow_loop *loop, tf_op *op)
 {
+    static const struct timespec pause_ts = { 0, WAIT_MS * 1000000L };
     struct io_uring_sqe *sqe;
     int ret;
 
-    /* A full submission queue is submitted, never a refusal. */
     while (!(sqe = io_uring_get_sqe(&loop->ring))) {
-        ret = io_uring_submit(&loop->ring);
-        loop->enters++;
-        if (ret > 0)
-            loop->submissions += (unsigned)ret;
-        if (ret == -EBUSY || ret == -EAGAIN)
-            stash_cqes(loop);
+        ret = submit_queued(loop);
+        if (ret == 0)
+            continue;
+        if (!op || fail_op(loop, op, ret))
+            return &scratch_sqe;
+        /* A sleep, not a wait: with the stash full the CQ may stay full too,
+         * and a wait for a CQE would return at once. */
+        tf_trace(loop, "submission refused (%s), no memory to fail %p: waiting", strerror(-ret),
+                 (void *)op);
+        nanosleep(&pause_ts, NULL);
     }
     return sqe;
 }
 
 struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op)
 {
-    struct io_uring_sqe *sqe = get_sqe(loop);
+    struct io_uring_sqe *sqe = get_sqe(loop, op);
 
     io_uring_sqe_set_data(sqe, op);
     op->busy = true;
@@ -122,7 +241,7 @@ struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op)
 
 void tf_ring_sqe_detached(tlsflow_loop *loop, struct io_uring_sqe **out)
 {
-    *out = get_sqe(loop);
+    *out = get_sqe(loop, NULL);
     io_uring_sqe_set_data(*out, NULL);
 }
 
@@ -172,13 +291,23 @@ static unsigned run_tasks(tlsflow_loop *loop)
     return n;
 }
 
+/* An op's last CQE: the kernel is done with it and with what it pointed to. */
+static bool is_last_cqe(const struct io_uring_cqe *cqe)
+{
+    /* 0: a detached request (cancel, timeout removal); LIBURING_UDATA_TIMEOUT:
+     * the timeout liburing adds to a timed wait where the kernel lacks
+     * IORING_FEAT_EXT_ARG (before 5.11) — neither is one of our operations. */
+    return cqe->user_data && cqe->user_data != LIBURING_UDATA_TIMEOUT &&
+           !(cqe->flags & IORING_CQE_F_MORE);
+}
+
 static void dispatch(tlsflow_loop *loop, const struct io_uring_cqe *cqe)
 {
     tf_op *op = io_uring_cqe_get_data(cqe);
 
-    if (!op)
-        return;                 /* a detached request: cancel, timeout removal */
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+    if (!op || cqe->user_data == LIBURING_UDATA_TIMEOUT)
+        return;
+    if (is_last_cqe(cqe)) {
         op->busy = false;
         loop->inflight--;
     }
@@ -268,6 +397,22 @@ void tf_pool_drain(tf_pool *pool)
         free(pool->items[--pool->n]);
 }
 
+/* The stash as it is now.  What handlers stash meanwhile (an operation they
+ * submit again that the ring refuses again) waits for the next run, so that
+ * a run always ends and the application gets control back. */
+static unsigned dispatch_stash(tlsflow_loop *loop)
+{
+    size_t n = loop->nstash;
+
+    for (size_t i = 0; i < n; i++) {
+        struct io_uring_cqe cqe = loop->stash[i];   /* a handler may move the stash */
+        dispatch(loop, &cqe);
+    }
+    loop->nstash -= n;
+    memmove(loop->stash, loop->stash + n, loop->nstash * sizeof(*loop->stash));
+    return (unsigned)n;
+}
+
 TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
 {
     struct io_uring_cqe *cqes[64];
@@ -294,10 +439,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
         if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
             return ret;
     }
-    for (size_t i = 0; i < loop->nstash; i++)
-        dispatch(loop, &loop->stash[i]);
-    handled += (unsigned)loop->nstash;
-    loop->nstash = 0;
+    handled += dispatch_stash(loop);
     while ((n = io_uring_peek_batch_cqe(&loop->ring, cqes, 64)) > 0) {
         /* Copy first: a handler may submit, and submission may reap. */
         struct io_uring_cqe batch[64];
@@ -309,13 +451,10 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
         handled += n;
     }
     handled += run_tasks(loop);
-    /* Whatever the callbacks asked for goes to the kernel now. */
-    if (io_uring_sq_ready(&loop->ring)) {
-        unsigned pending = io_uring_sq_ready(&loop->ring);
-        io_uring_submit(&loop->ring);
-        loop->enters++;
-        loop->submissions += pending;
-    }
+    /* Whatever the callbacks asked for goes to the kernel now (or, refused,
+     * at the next run). */
+    if (io_uring_sq_ready(&loop->ring))
+        submit(loop);
     return (int)handled;
 }
 
@@ -351,46 +490,148 @@ TLSFLOW_PUBLIC void tlsflow_loop_stop(tlsflow_loop *loop)
         loop->stopped = true;
 }
 
-/* Objects still open are released without their callbacks: no callback may
- * run outside tlsflow_loop_run*. */
-/* Cancels every request and waits for them to end, so that the sockets they
- * hold are closed when tlsflow_loop_free returns (the ring's own teardown
- * would let them go later, in a kernel worker).  No callback runs. */
-static void drain(tlsflow_loop *loop)
-{
-    struct __kernel_timespec ts = { 0, 50 * 1000 * 1000 };
-    struct io_uring_sqe *sqe;
-    struct io_uring_cqe *cqe;
-    int idle = 0;
+/* ---- loop_free ---- */
 
-    if (!loop->inflight)
-        return;
-    tf_ring_sqe_detached(loop, &sqe);
-    io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
-    io_uring_submit(&loop->ring);
-    for (size_t i = 0; i < loop->nstash; i++)
-        if (loop->stash[i].user_data && !(loop->stash[i].flags & IORING_CQE_F_MORE))
-            loop->inflight--;
-    loop->nstash = 0;
-    /* Bounded: a kernel without CANCEL_ANY (before 5.19) leaves us waiting. */
-    while (loop->inflight && idle < 20) {
-        if (io_uring_wait_cqe_timeout(&loop->ring, &cqe, &ts) < 0) {
-            idle++;
-            continue;
-        }
-        if (cqe->user_data && !(cqe->flags & IORING_CQE_F_MORE))
-            loop->inflight--;
-        if (cqe->flags & IORING_CQE_F_BUFFER && loop->br)
-            tf_ring_buf_recycle(loop, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        io_uring_cqe_seen(&loop->ring, cqe);
-    }
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A completion seen while draining: counted, never dispatched.  True when it
+ * ended one of our operations. */
+static bool drain_one(tlsflow_loop *loop, const struct io_uring_cqe *cqe)
+{
+    tf_op *op = io_uring_cqe_get_data(cqe);
+
+    if (!is_last_cqe(cqe))
+        return false;
+    op->busy = false;
+    loop->inflight--;
+    return true;
+}
+
+static bool drain_stash(tlsflow_loop *loop)
+{
+    bool ended = false;
+
+    for (size_t i = 0; i < loop->nstash; i++)
+        ended |= drain_one(loop, &loop->stash[i]);
+    loop->nstash = 0;
+    return ended;
+}
+
+/* Asks the kernel to cancel every request of the ring; submission may stash. */
+static void cancel_all(tlsflow_loop *loop)
+{
+    struct io_uring_sqe *sqe;
+
+    tf_ring_sqe_detached(loop, &sqe);
+    io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+    submit_queued(loop);
+}
+
+/* Cancels every request and waits until the kernel has ended each (its last
+ * CQE came): then none of them reads or writes memory that loop_free
+ * releases, and the sockets they held are closed when tlsflow_loop_free
+ * returns (the ring's own teardown would let them go later, in a kernel
+ * worker).  No callback runs.  The wait ends DRAIN_IDLE_MS after the last
+ * completion: -ETIMEDOUT with requests still in flight (a kernel without
+ * IORING_ASYNC_CANCEL_ANY, before 5.19, or one stuck in a worker). */
+static int drain(tlsflow_loop *loop)
+{
+    static const struct timespec pause_ts = { 0, DRAIN_TICK_MS * 1000000L };
+    struct __kernel_timespec tick = { 0, DRAIN_TICK_MS * 1000000LL };
+    struct io_uring_cqe *cqe;
+    long long last_end, last_cancel;
+    int ret;
+
+    drain_stash(loop);
+    last_end = last_cancel = now_ms();
+    if (loop->inflight)
+        cancel_all(loop);
+    while (loop->inflight && now_ms() - last_end < DRAIN_IDLE_MS) {
+        /* Again, for a cancel the ring refused or requests it raced with. */
+        if (now_ms() - last_cancel >= CANCEL_EVERY_MS) {
+            cancel_all(loop);
+            last_cancel = now_ms();
+        }
+        if (drain_stash(loop))
+            last_end = now_ms();
+        ret = io_uring_wait_cqe_timeout(&loop->ring, &cqe, &tick);
+        if (ret == -ETIME || ret == -EINTR)
+            continue;
+        if (ret < 0) {
+            /* The ring could not wait (-EBUSY, or broken): pause, never spin. */
+            nanosleep(&pause_ts, NULL);
+            continue;
+        }
+        if (drain_one(loop, cqe))
+            last_end = now_ms();
+        io_uring_cqe_seen(&loop->ring, cqe);
+    }
+    return loop->inflight ? -ETIMEDOUT : 0;
+}
+
+static void free_write_pool(tlsflow_loop *loop)
+{
+    while (loop->free_writes) {
+        tf_write *w = loop->free_writes;
+        loop->free_writes = w->next;
+        free(w->big_iov);
+        free(w);
+    }
+    loop->nfree_writes = 0;
+}
+
+/* Loops left to requests the kernel did not end: still reachable from here,
+ * for a debugger, and so that leak checkers do not call them lost. */
+static tlsflow_loop *abandoned[16];
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* drain gave up: requests still in flight may write into the shared buffer
+ * ring or a flow's receive buffer, or read what a flow, listener or connect
+ * holds (addresses, message headers, timeouts).  loop.c cannot tell which
+ * object an operation belongs to, so the loop keeps every object still open,
+ * the buffer ring and itself: a leak, rather than memory the kernel writes
+ * into after malloc gave it to someone else.  What the kernel never sees (the
+ * stash, spare buffers, write requests) is freed. */
+static void abandon(tlsflow_loop *loop)
+{
+    tf_trace(loop, "loop_free: %u operations still in flight after %d ms without a completion: "
+             "leaking the loop, its %u open objects and its buffer ring", loop->inflight,
+             DRAIN_IDLE_MS, loop->live);
+    /* Closing the ring makes the kernel cancel the rest in its own time. */
+    io_uring_queue_exit(&loop->ring);
+    free(loop->stash);
+    loop->stash = NULL;
+    loop->nstash = loop->capstash = 0;
+    tf_pool_drain(&loop->in_pool);
+    tf_pool_drain(&loop->tx_pool);
+    tf_pool_drain(&loop->file_pool);
+    free_write_pool(loop);
+    pthread_mutex_lock(&abandoned_lock);
+    for (size_t i = 0; i < sizeof(abandoned) / sizeof(abandoned[0]); i++) {
+        if (!abandoned[i]) {
+            abandoned[i] = loop;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&abandoned_lock);
+}
+
+/* Objects still open are released without their callbacks: no callback may
+ * run outside tlsflow_loop_run*. */
 TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
 {
     if (!loop)
         return;
-    drain(loop);
+    if (drain(loop) < 0) {
+        abandon(loop);
+        return;
+    }
     io_uring_queue_exit(&loop->ring);
     while (loop->objects.next != &loop->objects) {
         tf_link *l = loop->objects.next;
@@ -404,11 +645,6 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
     tf_pool_drain(&loop->in_pool);
     tf_pool_drain(&loop->tx_pool);
     tf_pool_drain(&loop->file_pool);
-    while (loop->free_writes) {
-        tf_write *w = loop->free_writes;
-        loop->free_writes = w->next;
-        free(w->big_iov);
-        free(w);
-    }
+    free_write_pool(loop);
     free(loop);
 }

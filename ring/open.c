@@ -282,6 +282,35 @@ static void post_accept(tlsflow_listener *ls)
     ls->refs++;
 }
 
+/* getaddrinfo's EAI_* codes as tlsflow_listen's -errno (include/tlsflow.h
+ * lists them): the caller can tell a name that does not resolve from a bad
+ * port, a resolver that may answer later, or memory. */
+static int gai_to_errno(int gai, int saved_errno)
+{
+    switch (gai) {
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY:
+#endif
+        return -ENOENT;          /* the host has no address */
+    case EAI_SERVICE:
+        return -EINVAL;          /* the port is neither a number nor a TCP service */
+    case EAI_AGAIN:
+        return -EAGAIN;          /* the resolver failed for now */
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_SYSTEM:
+        return saved_errno ? -saved_errno : -EIO;
+    case EAI_FAIL:
+        return -EIO;             /* the resolver failed for good */
+    default:
+        return -EINVAL;          /* EAI_FAMILY, EAI_SOCKTYPE, EAI_BADFLAGS: not from our hints */
+    }
+}
+
 static int bind_listener(const char *host, const char *port, int *port_out)
 {
     struct addrinfo hints, *res, *ai;
@@ -294,7 +323,7 @@ static int bind_listener(const char *host, const char *port, int *port_out)
     hints.ai_flags = AI_PASSIVE;
     ret = getaddrinfo(host, port, &hints, &res);
     if (ret)
-        return ret == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+        return gai_to_errno(ret, errno);
     for (ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {

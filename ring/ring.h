@@ -11,13 +11,14 @@
 #define TF_KTX_IOV 64
 #define TF_INLINE_IOV 8
 #define TF_BGID 7                 /* our provided-buffer group */
-#define TF_BR_ENTRIES 128         /* ring of provided buffers, each TF_BR_SIZE */
+#define TF_BR_ENTRIES 64          /* ring of provided buffers, each TF_BR_SIZE: a fixed 2 MiB per loop */
 #define TF_BR_SIZE (32 * 1024)
 #define TF_IN_CAP (32 * 1024)
 #define TF_RECV_ROOM (16 * 1024 + 512) /* a private receive: a full record and its header */
-#define TF_RX_HIGH (256 * 1024)   /* bytes a flow takes in before it stops receiving */
-#define TF_TX_CAP (320 * 1024)    /* a send batch and a record more */
-#define TF_FILE_CAP (128 * 1024)  /* file bytes read per io_uring READ */
+#define TF_TX_BATCH (64 * 1024)   /* ciphertext encrypted ahead of the kernel */
+#define TF_TX_CAP (TF_TX_BATCH + 32 * 1024) /* a send batch and a record more */
+#define TF_FILE_CAP (64 * 1024)   /* file bytes read per io_uring READ */
+#define TF_LINGER_MS 2000         /* how long a failed flow may take to tell the peer */
 #define TF_POOL_MAX 64
 
 /* Buffers of one size kept for reuse: a busy flow neither allocates nor
@@ -76,6 +77,8 @@ struct tlsflow_loop {
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
     uint64_t plain_copied, cipher_copied;
+    size_t   rx_held, mem_limit;  /* received bytes all flows hold; their cap (0 none) */
+    tf_link  parked;              /* flows waiting for rx_held to go below mem_limit */
     struct tf_write *free_writes; /* write requests kept for reuse */
     size_t   nfree_writes;
 };
@@ -123,9 +126,50 @@ struct tf_kio {
     struct msghdr ktx_msg;
     struct iovec  ktx_iov[TF_KTX_IOV];
     union { struct cmsghdr h; uint8_t b[CMSG_SPACE(1)]; } ktx_cmsg;
+    uint8_t       alert[2];   /* the fatal alert going out */
+    uint8_t       warning[2]; /* a warning alert to send (no_renegotiation); [0] = 0: none */
+    bool          more;       /* the send in flight has MSG_MORE: its last record stays open */
 };
 
-enum tf_flow_state { FLOW_CONNECTING, FLOW_HANDSHAKE, FLOW_OPEN, FLOW_DEAD };
+/* A flow's operation in flight.  tf_flow_submit takes the flow's reference
+ * for it; the one completion path (flow.c) runs fn and drops it. */
+typedef struct tf_fop tf_fop;
+typedef void tf_fop_fn(tlsflow *f, int res, unsigned cqe_flags);
+struct tf_fop {
+    tf_op      op;
+    tlsflow   *flow;
+    tf_fop_fn *fn;
+};
+
+/* The flow's life: OPENING until the handshake is done and the application
+ * has its flow, OPEN while it may use it, DEAD once the opening failed (the
+ * application never saw it; it lingers only to tell the peer why). */
+enum tf_flow_state { FLOW_OPENING, FLOW_OPEN, FLOW_DEAD };
+
+/* Who protects each direction's records.
+ *  PATH_HANDSHAKE  GnuTLS, during the handshake.
+ *  PATH_USER       GnuTLS in userspace: `in` holds ciphertext (rx); writes
+ *                  are encrypted into `out` (tx).
+ *  PATH_SWITCHING  the key goes to the kernel at the next record boundary:
+ *                  rx gives GnuTLS whole records only; tx sends nothing new
+ *                  until our last userspace record is out.
+ *  PATH_KERNEL     the kernel: `in` holds plaintext and control records are
+ *                  handled as they come (rx); writes go from the
+ *                  application's buffers (tx). */
+enum tf_path { PATH_HANDSHAKE, PATH_USER, PATH_SWITCHING, PATH_KERNEL };
+
+/* The send side's phase, in order (it only moves forward):
+ *  TX_OPEN      writes are taken.
+ *  TX_BYE       close_notify is queued behind the last write.
+ *  TX_SHUT      shutdown(SHUT_WR) is submitted after it.
+ *  TX_ALERTING  a fatal error: what was already encrypted goes out, then one
+ *               alert, then shutdown; bounded by the linger timer.
+ *  TX_DONE      nothing more goes out (the alert and shutdown are out, the
+ *               peer stopped reading, or the linger time ran out).
+ * Writes are refused from TX_BYE on; in TX_ALERTING and TX_DONE pending
+ * writes complete with the flow's error (or EOF, when the peer stopped
+ * reading), never while the kernel may still read their buffers. */
+enum tf_tx_phase { TX_OPEN, TX_BYE, TX_SHUT, TX_ALERTING, TX_DONE };
 
 struct tlsflow {
     tf_link            link;
@@ -133,7 +177,9 @@ struct tlsflow {
     const tlsflow_config *cfg;
     int                fd;
     enum tf_flow_state state;
-    unsigned           refs;        /* 1 for the application + 1 per op in flight + 1 while progressing */
+    enum tf_path       rx_path, tx_path;
+    enum tf_tx_phase   tx_phase;
+    unsigned           refs;        /* 1 for the application + 1 per op in flight + 1 while a task is queued */
     bool               freed;
     tlsflow_error      err;         /* sticky */
     tf_task            task;
@@ -142,21 +188,21 @@ struct tlsflow {
     /* opening */
     tlsflow_cb        *open_cb;
     void              *open_arg;
-    tf_op              timer_op;
+    tf_fop             timer_op;    /* the handshake timeout */
     struct __kernel_timespec timer_ts;
 
     /* receive side */
-    tf_buf             in;          /* ciphertext not yet taken by GnuTLS */
-    tf_op              recv_op;
-    bool               rx_multishot;/* receives from the shared ring (never for kTLS RX) */
+    tf_buf             in;          /* ciphertext not yet taken by GnuTLS, or kernel plaintext */
+    tf_fop             recv_op;
+    size_t             rx_held;     /* received bytes held, as counted in the loop's total */
+    tf_link            park;        /* on the loop's list while its memory limit stops us */
     bool               rx_eof;      /* TCP FIN seen */
     int                rx_errno;    /* recv failed with this errno */
     tlsflow_error      rx_err;      /* found by the receive side: reported after the bytes before it */
     bool               peer_closed; /* close_notify seen */
     bool               rx_truncated;/* the peer dropped the connection after our close_notify */
-    tlsflow_cb        *read_cb;
+    tlsflow_cb        *read_cb;     /* a read is pending */
     void              *read_arg;
-    bool               read_pending;
 
     gnutls_packet_t    held;        /* a record read while no read was pending */
     const void        *held_data;
@@ -166,24 +212,28 @@ struct tlsflow {
      * and never moves until its send completes */
     tf_buf             out;
     tf_buf             sending;
-    tf_op              send_op;
-    tf_buf             fbuf;        /* sendfile in userspace: file bytes read, not yet encrypted */
-    tf_op              file_op;
+    tf_fop             send_op;
+    bool               tx_congested;/* the last send was short: encrypt no batch ahead */
     uint64_t           tx_sent;     /* stream position: bytes handed to the kernel */
     tf_write          *wq, **wq_tail;
     tf_write          *wq_next;     /* first write not yet taken */
-    bool               wr_eof;      /* peer stopped reading: writes give EOF */
+    bool               tx_peer_gone;/* EPIPE/reset: writes give EOF */
+    int                alert;       /* fatal alert to send in TX_ALERTING, -1 none */
+    tf_fop             linger_op;   /* bounds TX_ALERTING */
+    struct __kernel_timespec linger_ts;
 
     /* closing */
-    tlsflow_cb        *close_cb;
+    tlsflow_cb        *close_cb;    /* a close is pending */
     void              *close_arg;
-    bool               close_pending, bye_sent, shut_sent;
-    tf_op              shut_op;
-    tf_op              cancel_op;
+    tf_fop             shut_op;
 
-    /* kernel TLS, per direction */
-    bool               ktls_tx, ktls_rx;           /* the kernel holds the key */
-    bool               ktls_tx_pending, ktls_rx_pending; /* switch when at a record boundary */
+    /* sendfile */
+    tf_buf             fbuf;        /* userspace: file bytes read, not yet encrypted */
+    tf_fop             file_op;     /* userspace: read; kernel: splice file -> pipe */
+    int                pipe_fd[2];  /* kernel: file -> pipe -> socket; -1 none */
+    size_t             pipe_len;
+
+    /* kernel TLS */
     bool               ulp_attached;
     bool               tx_rekey_pending;           /* new TX key after our KeyUpdate is out */
     struct tf_kio     *kio;                        /* message headers, once a key is in the kernel */
@@ -191,39 +241,77 @@ struct tlsflow {
     tf_buf             post_out;                   /* handshake messages for the peer */
     uint64_t           tx_pos;                     /* kernel: stream position given to writes */
     uint64_t           tx_records, tx_record_limit;
+    size_t             tx_open_record;             /* bytes of the record the kernel keeps open (MSG_MORE) */
+    unsigned           key_updates;                /* KeyUpdates since the last application data */
     unsigned           tls_version;
-    int                pipe_fd[2];                 /* sendfile: file -> pipe -> socket */
-    size_t             pipe_len;
-    tf_op              splice_op;
 };
 
-/* flow_ktls.c: the kernel's side of a flow */
+/* flow.c: lifecycle, the one submission and completion path, failing */
+tf_write *tf_write_get(tlsflow_loop *loop);
+void tf_write_put(tlsflow_loop *loop, tf_write *w);
+tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd);
+void tf_flow_schedule(tlsflow *f);
+void tf_flow_release(tlsflow *f);   /* drop one ref; frees at zero */
+struct io_uring_sqe *tf_flow_submit(tlsflow *f, tf_fop *op, tf_fop_fn *fn);
+/* The flow fails with err (sticky): everything in flight is cancelled, and
+ * the peer is told with a fatal alert (desc >= 0) after what was already
+ * encrypted.  tf_flow_alert_for names the alert for an error. */
+void tf_flow_fail(tlsflow *f, tlsflow_error err);
+void tf_flow_fail_alert(tlsflow *f, tlsflow_error err, int desc);
+#define TF_ALERT_QUEUED 256    /* desc: GnuTLS already queued its alert in `out` */
+int  tf_flow_alert_for(const tlsflow *f, tlsflow_error err);
+bool tf_flow_tx_idle(const tlsflow *f);    /* nothing of ours being sent or waiting to be */
+void tf_flow_tx_alert(tlsflow *f, int desc);   /* the send side ends with this alert (-1: without) */
+void tf_flow_fail_writes(tlsflow *f, tlsflow_error err);
+void tf_flow_tx_abort_progress(tlsflow *f);
+
+/* flow_open.c: the handshake driver */
+void tf_flow_start_handshake(tlsflow *f, const char *server_name, const char *cache_key,
+                             tlsflow_cb *cb, void *arg);
+void tf_flow_open_progress(tlsflow *f);
+void tf_flow_stop_timer(tlsflow *f);
+
+/* flow_rx.c: receiving (both paths), userspace records */
+void tf_flow_post_recv(tlsflow *f, size_t max);   /* max 0: what the budget allows */
+void tf_flow_rx_account(tlsflow *f);              /* after `in` or the held record changed */
+void tf_flow_unpark(tlsflow *f);
+void tf_flow_rx_progress(tlsflow *f);
+void tf_flow_complete_read(tlsflow *f, tlsflow_status st, const void *data, size_t len,
+                           tlsflow_error err);
+void tf_flow_end_of_stream(tlsflow *f, tlsflow_error err);
+void tf_flow_rx_fail(tlsflow *f, tlsflow_error err, int alert);
+void tf_flow_take_in(tlsflow *f, const uint8_t *src, size_t len);
+
+/* flow_krx.c: the kernel's receive side */
+/* A piece of one record the kernel decrypted, of the given type; in_place:
+ * it was received at the tail of `in`. */
+void tf_flow_krx_segment(tlsflow *f, const uint8_t *p, size_t len, int type, bool in_place);
+void tf_flow_krx_error(tlsflow *f, int res);
+void tf_flow_krx_progress(tlsflow *f);
+
+/* flow_tx.c / flow_ktx.c: sending, closing */
+void tf_flow_tx_progress(tlsflow *f);
+void tf_flow_flush(tlsflow *f);
+void tf_flow_close_progress(tlsflow *f);
+void tf_flow_complete_writes(tlsflow *f);
 enum { KTX_DATA = 1, KTX_HANDSHAKE, KTX_ALERT, KTX_SPLICE };
+void tf_flow_ktx_progress(tlsflow *f);
+void tf_flow_ktx_splice(tlsflow *f);      /* pipe -> socket */
+bool tf_flow_ktx_close(tlsflow *f);       /* sends close_notify; false while not possible */
+bool tf_flow_ktx_alert(tlsflow *f);       /* sends f->alert; false while not possible */
+
+/* flow_file.c: sendfile */
+/* Encrypts what was read of the file and reads on: 1 progress, 0 waiting
+ * for the file, -1 the flow failed. */
+int  tf_flow_user_file(tlsflow *f, tf_write *w);
+void tf_flow_splice_file(tlsflow *f, tf_write *w);
+
+/* flow_switch.c: the keys' move to the kernel */
 tlsflow_error tf_flow_ktls_plan(tlsflow *f);
 void tf_flow_ktls_attach_early(tlsflow *f);
 bool tf_flow_ktls_tx_switch(tlsflow *f);   /* false: the flow failed */
 bool tf_flow_ktls_rx_switch(tlsflow *f);
-void tf_flow_krx_post(tlsflow *f);
-void tf_flow_ktx_progress(tlsflow *f);
-bool tf_flow_ktx_close(tlsflow *f);       /* sends close_notify; false while not possible */
-
-/* flow.c */
-void tf_write_put(tlsflow_loop *loop, tf_write *w);
-tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd);
-void tf_flow_start_handshake(tlsflow *f, const char *server_name, const char *cache_key,
-                             tlsflow_cb *cb, void *arg);
-void tf_flow_schedule(tlsflow *f);
-void tf_flow_release(tlsflow *f);   /* drop one ref; frees at zero */
-
-/* flow_rx.c / flow_tx.c */
-void tf_flow_rx_progress(tlsflow *f);
-/* Appends bytes that came in a shared ring buffer to the flow's receive
- * buffer (and stops the arm when nobody reads); false when it failed the flow. */
-bool tf_flow_take_in(tlsflow *f, const void *src, size_t len, unsigned cqe_flags);
-void tf_flow_tx_progress(tlsflow *f);
-void tf_flow_post_recv(tlsflow *f, size_t max);   /* max 0: as much as fits */
-void tf_flow_flush(tlsflow *f);
-void tf_flow_fail(tlsflow *f, tlsflow_error err);
+int  tf_flow_ktls_install(tlsflow *f, enum tf_ktls_dir dir);
 
 static inline tlsflow_error tf_err(tlsflow_errcode code, int detail)
 {

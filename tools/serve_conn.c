@@ -4,7 +4,14 @@
  * (tlsflow_free completes those with TLSFLOW_E_CANCELED), the conn's memory
  * goes when the last of them has called back, so no callback ever sees freed
  * memory.  At most one read is pending; a response's writes are submitted
- * together (the library completes writes in order). */
+ * together (the library completes writes in order).
+ *
+ * Reading and writing take turns, so a peer that never reads costs this file a
+ * bounded amount: no read is pending while a response (HTTP) or the echo of
+ * the last segment is in flight, pipelined requests wait in `in` until the
+ * response before them is out, and `in` holds at most one request head
+ * (TF_HTTP_MAX_HEAD) plus one read segment.  What the library keeps below
+ * that is its receive budget and send batch (bench/memory.sh measures both). */
 #include "common.h"
 #include "serve.h"
 #include "http.h"
@@ -215,7 +222,7 @@ static void read_done(struct conn *c, const tlsflow_result *res)
         echo_data(c, res->data, res->len);
         return;
     }
-    if (!c->in_len)
+    if (!c->request_at)   /* 0 between requests (http_next) */
         c->request_at = c->since;
     if (append_in(c, res->data, res->len) < 0) {
         conn_kill(c);
@@ -386,10 +393,27 @@ static void http_request(struct conn *c, const tf_http_request *req)
     }
 }
 
+/* Empty lines before a request line are ignored (RFC 9112 section 2.2), and
+ * the parser does not count them against the head's limit: dropped here, so
+ * that a peer sending nothing but CRLFs holds no memory (and is not re-scanned
+ * from the start on every read).  request_at stays: it is still the slow
+ * request it was. */
+static void drop_empty_lines(struct conn *c)
+{
+    size_t pos = 0;
+    while (pos + 1 < c->in_len && c->in[pos] == '\r' && c->in[pos + 1] == '\n')
+        pos += 2;
+    if (pos) {
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+    }
+}
+
 /* Serves the next complete request in the buffer, or reads more. */
 static void http_next(struct conn *c)
 {
     tf_http_request req;
+    drop_empty_lines(c);
     int r = tf_http_parse_request(c->in, c->in_len, TF_HTTP_MAX_HEAD, &req);
 
     if (r == 0) {

@@ -212,6 +212,40 @@ static void test_listen_used_port(void **state)
     h_env_fini(&e);
 }
 
+/* Each way getaddrinfo fails has its own -errno (include/tlsflow.h), not one
+ * -EADDRNOTAVAIL for all; none of these hosts reaches a DNS server (glibc
+ * refuses their characters first). */
+static void test_listen_resolve_errors(void **state)
+{
+    static const char *const bad_hosts[] = { "::zz", "not a host", "1.2.3.4:80" };
+    struct h_env e;
+    tlsflow_listener *ls = NULL;
+
+    (void)state;
+    h_env_configs(&e, NULL, NULL);
+    /* A port that is neither a number nor a TCP service. */
+    assert_int_equal(tlsflow_listen(e.loop, e.scfg, "127.0.0.1", "no-such-service-x", h_on_done,
+                                    &never, &ls), -EINVAL);
+    assert_int_equal(tlsflow_listen(e.loop, e.scfg, NULL, "no-such-service-x", h_on_done, &never, &ls),
+                     -EINVAL);
+    assert_int_equal(tlsflow_listen(e.loop, e.scfg, "127.0.0.1", "-1", h_on_done, &never, &ls),
+                     -EINVAL);
+    /* A host that is no address literal and no name. */
+    for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+        int ret = tlsflow_listen(e.loop, e.scfg, bad_hosts[i], "0", h_on_done, &never, &ls);
+        if (ret != -ENOENT)
+            fail_msg("listen on \"%s\": %d (%s); want -ENOENT", bad_hosts[i], ret, strerror(-ret));
+    }
+    /* An address that resolves but is not this host's: bind's own errno. */
+    assert_int_equal(tlsflow_listen(e.loop, e.scfg, "192.0.2.1", "0", h_on_done, &never, &ls),
+                     -EADDRNOTAVAIL);
+    /* Good ones still listen. */
+    assert_int_equal(tlsflow_listen(e.loop, e.scfg, "127.0.0.1", "0", h_on_done, &never, &ls), 0);
+    tlsflow_listener_close(ls);
+    assert_int_equal(never.n, 0);
+    h_env_fini(&e);
+}
+
 static void test_flow_calls(void **state)
 {
     struct h_env e;
@@ -394,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_opening_calls),
         cmocka_unit_test(test_server_without_cert),
         cmocka_unit_test(test_listen_used_port),
+        cmocka_unit_test(test_listen_resolve_errors),
         cmocka_unit_test(test_flow_calls),
         cmocka_unit_test(test_frozen_config),
         cmocka_unit_test(test_frozen_by_wrap),

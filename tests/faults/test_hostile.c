@@ -100,8 +100,10 @@ static void run(bool dut_server, const char *prio, fx_peer *peer, const uint8_t 
         if (!clear_error(o.open_res.error))
             fail_msg("open failed with %d/%d: %s", o.open_res.error.code, o.open_res.error.detail,
                      tlsflow_error_message(o.open_res.error));
-        if (raw)   /* the peer is told: an alert, then the end */
+        if (raw) {   /* the peer is told (through the loop): an alert, then the end */
+            fx_run_for(loop, 300);
             assert_true(fx_drain(a, 2000) != -ETIMEDOUT);
+        }
     }
     if (o.flow)
         tlsflow_free(o.flow);

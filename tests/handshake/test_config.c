@@ -7,11 +7,15 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/x509.h>
 #include <tlsflow.h>
 #include "handshake/handshake.h"
 #include "tf_test.h"
@@ -173,6 +177,9 @@ static void assert_all_busy(tlsflow_config *c)
     assert_int_equal(tlsflow_config_set_alpn(c, NULL, 0), -EBUSY);
     assert_int_equal(tlsflow_config_set_ktls(c, TLSFLOW_KTLS_OFF), -EBUSY);
     assert_int_equal(tlsflow_config_set_handshake_timeout(c, 5), -EBUSY);
+    assert_int_equal(tlsflow_config_set_receive_budget(c, TLSFLOW_RECEIVE_BUDGET_MIN), -EBUSY);
+    assert_int_equal(tlsflow_config_set_resumption(c, 0), -EBUSY);
+    assert_int_equal(tlsflow_config_set_ktls_flags(c, 0), -EBUSY);
 }
 
 static void test_freeze(void **state)
@@ -217,6 +224,328 @@ static void test_freeze(void **state)
     tlsflow_config_free(c);
 }
 
+/* ---- Freezing races with setters in other threads ---- */
+
+static void never_called(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    (void)f;
+    (void)r;
+    (void)arg;
+    fail_msg("a callback ran outside tlsflow_loop_run");
+}
+
+/* The trust list holds more than our one CA: the system store was loaded. */
+static bool has_system_trust(tlsflow_config *c)
+{
+    gnutls_x509_trust_list_t tl;
+    gnutls_x509_trust_list_iter_t it = NULL;
+    gnutls_x509_crt_t crt;
+    int n = 0;
+
+    gnutls_certificate_get_trust_list(c->cred, &tl);
+    while (n < 2 && gnutls_x509_trust_list_iter_get_ca(tl, &it, &crt) == 0) {
+        gnutls_x509_crt_deinit(crt);
+        n++;
+    }
+    if (it)
+        gnutls_x509_trust_list_iter_deinit(it);
+    return n > 1;
+}
+
+struct setter {
+    tlsflow_config *cfg;
+    atomic_int      started;
+    int             ret;
+};
+
+static void *set_ca_thread(void *arg)
+{
+    struct setter *st = arg;
+
+    atomic_store(&st->started, 1);
+    st->ret = tlsflow_config_set_ca_file(st->cfg, TF_CA);
+    return NULL;
+}
+
+/* One thread opens a flow (which freezes the config) while another sets the
+ * CA: the setter either comes first (the flow uses the CA, -> 0) or after
+ * (-EBUSY), never in between.  In between -- the setter checked, the flow
+ * froze the config without a CA and loaded the system store, then the
+ * setter wrote -- it would return 0 for a CA no flow uses, and both threads
+ * would change the credentials at once.  Loading the CA file takes long
+ * enough that a freeze started a little later lands inside an unlocked
+ * check-then-write most of the time. */
+static void test_freeze_races_setter(void **state)
+{
+    tlsflow_loop *loop;
+    int wins = 0, busy = 0;
+
+    (void)state;
+    if (access("/etc/ssl/certs/ca-certificates.crt", R_OK) != 0)
+        skip();   /* no system store: the freeze would fail instead */
+    assert_int_equal(tlsflow_loop_new(&loop, 4), 0);
+    for (int i = 0; i < 200; i++) {
+        struct setter st = { .ret = 1 };
+        pthread_t th;
+        int sv[2], ret;
+
+        assert_int_equal(tlsflow_config_new(&st.cfg, TLSFLOW_CLIENT), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(pthread_create(&th, NULL, set_ca_thread, &st), 0);
+        while (!atomic_load(&st.started))
+            ;
+        for (volatile int spin = 0; spin < (i % 20) * 500; spin++)
+            ;
+        ret = tlsflow_wrap_fd(loop, st.cfg, sv[0], "localhost", never_called, NULL);
+        pthread_join(th, NULL);
+        assert_int_equal(ret, 0);
+        assert_true(st.cfg->frozen);
+        if (st.ret == 0 && has_system_trust(st.cfg))
+            fail_msg("round %d: set_ca_file returned 0 after the flow froze the config "
+                     "(it took the system store: the CA was not set when it froze)", i);
+        if (st.ret == 0)
+            wins++;
+        else if (st.ret == -EBUSY)
+            busy++;
+        else
+            fail_msg("round %d: set_ca_file: %d", i, st.ret);
+        /* The flow goes with the loop; the config after it. */
+        tlsflow_loop_free(loop);
+        assert_int_equal(tlsflow_loop_new(&loop, 4), 0);
+        tlsflow_config_free(st.cfg);
+        close(sv[1]);
+    }
+    print_message("setter first %d times, refused %d times\n", wins, busy);
+    tlsflow_loop_free(loop);
+}
+
+/* Several setters in one thread, a freeze in another: after the freeze
+ * every setter is refused and nothing changes any more. */
+struct hammer {
+    tlsflow_config *cfg;
+    atomic_int      started, stop;
+    unsigned        last_ok;     /* the last timeout a setter stored */
+    int             refused;
+};
+
+static void *hammer_thread(void *arg)
+{
+    struct hammer *h = arg;
+    static const char *const one[] = { "h2" };
+
+    atomic_store(&h->started, 1);
+    for (unsigned i = 1; !atomic_load(&h->stop); i++) {
+        if (tlsflow_config_set_handshake_timeout(h->cfg, i) == 0)
+            h->last_ok = i;
+        else
+            h->refused++;
+        (void)tlsflow_config_set_alpn(h->cfg, one, 1);
+        (void)tlsflow_config_set_verify(h->cfg, TLSFLOW_VERIFY_REQUIRED);
+        (void)tlsflow_config_set_priority(h->cfg, "NORMAL");
+        if (h->refused)
+            break;
+    }
+    return NULL;
+}
+
+static void test_freeze_while_setting(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 50; i++) {
+        struct hammer h = { 0 };
+        pthread_t th;
+        unsigned frozen_timeout;
+
+        assert_int_equal(tlsflow_config_new(&h.cfg, TLSFLOW_SERVER), 0);
+        assert_int_equal(tlsflow_config_set_cert_file(h.cfg, TF_ECDSA_CERT, TF_ECDSA_KEY), 0);
+        assert_int_equal(pthread_create(&th, NULL, hammer_thread, &h), 0);
+        while (!atomic_load(&h.started))
+            ;
+        assert_int_equal(tf_hs_config_freeze(h.cfg), 0);
+        pthread_mutex_lock(&h.cfg->lock);
+        frozen_timeout = h.cfg->handshake_timeout_ms;
+        pthread_mutex_unlock(&h.cfg->lock);
+        pthread_join(th, NULL);
+        assert_true(h.refused > 0);
+        /* What the freeze saw is what stays, and it is the last accepted write. */
+        assert_int_equal(h.cfg->handshake_timeout_ms, frozen_timeout);
+        if (h.last_ok)
+            assert_int_equal(h.last_ok, frozen_timeout);
+        assert_all_busy(h.cfg);
+        tlsflow_config_free(h.cfg);
+    }
+}
+
+/* ---- Resumption data is wiped before it is freed ---- */
+
+/* gnutls_free is a variable GnuTLS and tlsflow call through: the test's own
+ * version looks at the bytes of the blocks it watches before freeing them. */
+static gnutls_free_function real_gnutls_free;
+static struct watch {
+    void  *p;
+    size_t size;
+    bool   freed, wiped;
+} watches[TF_CACHE_SLOTS];
+
+static void watching_free(void *p)
+{
+    for (size_t i = 0; p && i < TF_CACHE_SLOTS; i++) {
+        struct watch *w = &watches[i];
+        size_t nz = 0;
+        if (w->p != p || w->freed)
+            continue;
+        for (size_t j = 0; j < w->size; j++)
+            nz += ((const uint8_t *)p)[j] != 0;
+        w->freed = true;
+        w->wiped = nz == 0;
+    }
+    real_gnutls_free(p);
+}
+
+static void watch_begin(void)
+{
+    memset(watches, 0, sizeof(watches));
+    real_gnutls_free = gnutls_free;
+    gnutls_free = watching_free;
+}
+
+static void watch_end(void)
+{
+    gnutls_free = real_gnutls_free;
+}
+
+static void watch(size_t i, const gnutls_datum_t *d)
+{
+    watches[i].p = d->data;
+    watches[i].size = d->size;
+}
+
+static void expect_wiped(size_t i, const char *what)
+{
+    if (!watches[i].freed)
+        fail_msg("%s: the old session data was not freed", what);
+    if (!watches[i].wiped)
+        fail_msg("%s: the session data was freed without being wiped", what);
+}
+
+/* One end of an in-memory handshake. */
+struct end {
+    tf_session hs;
+    tf_buf     in, out;
+    bool       eof, done;
+};
+
+static void pump(struct end *from, struct end *to)
+{
+    size_t n = from->out.len;
+
+    if (!n)
+        return;
+    assert_int_equal(tf_buf_reserve(&to->in, n), 0);
+    memcpy(tf_buf_tail(&to->in), tf_buf_head(&from->out), n);
+    to->in.len += n;
+    tf_buf_consume(&from->out, n);
+}
+
+static void step(struct end *e)
+{
+    int ret;
+
+    if (e->done)
+        return;
+    ret = tf_hs_handshake(&e->hs);
+    if (ret == 0)
+        e->done = true;
+    else if (ret != GNUTLS_E_AGAIN)
+        fail_msg("handshake: %s", gnutls_strerror(ret));
+}
+
+/* A TLS 1.2 handshake between a client and a server session over buffers:
+ * the client stores its ticket in ccfg's cache under key. */
+static void handshake_in_memory(tlsflow_config *ccfg, tlsflow_config *scfg, const char *key)
+{
+    struct end c = { 0 }, s = { 0 };
+
+    assert_int_equal(tf_hs_session_init(&c.hs, ccfg, "localhost", key, &c.in, &c.out, &c.eof), 0);
+    assert_int_equal(tf_hs_session_init(&s.hs, scfg, NULL, NULL, &s.in, &s.out, &s.eof), 0);
+    for (int i = 0; i < 20 && !(c.done && s.done); i++) {
+        step(&c);
+        pump(&c, &s);
+        step(&s);
+        pump(&s, &c);
+    }
+    assert_true(c.done && s.done);
+    tf_hs_session_deinit(&c.hs);
+    tf_hs_session_deinit(&s.hs);
+    tf_buf_free(&c.in);
+    tf_buf_free(&c.out);
+    tf_buf_free(&s.in);
+    tf_buf_free(&s.out);
+}
+
+static struct tf_ticket *cached(tlsflow_config *c, const char *key)
+{
+    for (size_t i = 0; i < TF_CACHE_SLOTS; i++)
+        if (c->cache[i].key && strcmp(c->cache[i].key, key) == 0)
+            return &c->cache[i];
+    return NULL;
+}
+
+static void test_ticket_replaced_wiped(void **state)
+{
+    tlsflow_config *c, *s;
+    struct tf_ticket *t;
+
+    (void)state;
+    assert_int_equal(tlsflow_config_new(&s, TLSFLOW_SERVER), 0);
+    assert_int_equal(tlsflow_config_set_cert_file(s, TF_ECDSA_CERT, TF_ECDSA_KEY), 0);
+    assert_int_equal(tlsflow_config_new(&c, TLSFLOW_CLIENT), 0);
+    assert_int_equal(tlsflow_config_set_ca_file(c, TF_CA), 0);
+    /* TLS 1.2: the ticket is there when the handshake ends. */
+    assert_int_equal(tlsflow_config_set_priority(c, "NORMAL:-VERS-ALL:+VERS-TLS1.2"), 0);
+    assert_int_equal(tf_hs_config_freeze(c), 0);
+    assert_int_equal(tf_hs_config_freeze(s), 0);
+    handshake_in_memory(c, s, "host:1");
+    t = cached(c, "host:1");
+    assert_non_null(t);
+    assert_non_null(t->data.data);
+    assert_true(t->data.size > 0);
+    watch_begin();
+    watch(0, &t->data);
+    /* The next session with that server replaces the ticket. */
+    handshake_in_memory(c, s, "host:1");
+    watch_end();
+    expect_wiped(0, "replacing a ticket");
+    assert_non_null(cached(c, "host:1")->data.data);
+    tlsflow_config_free(c);
+    tlsflow_config_free(s);
+}
+
+/* A config's cached tickets are wiped when it is freed. */
+static void test_free_with_cache_wipes(void **state)
+{
+    tlsflow_config *c;
+
+    (void)state;
+    assert_int_equal(tlsflow_config_new(&c, TLSFLOW_CLIENT), 0);
+    for (size_t i = 0; i < 3; i++) {
+        struct tf_ticket *t = &c->cache[i * 5];
+        char key[32];
+        snprintf(key, sizeof(key), "host-%zu:443", i);
+        t->key = strdup(key);
+        t->data.size = 48;
+        t->data.data = gnutls_malloc(t->data.size);
+        memset(t->data.data, 0xa5, t->data.size);
+    }
+    watch_begin();
+    for (size_t i = 0; i < 3; i++)
+        watch(i, &c->cache[i * 5].data);
+    tlsflow_config_free(c);
+    watch_end();
+    for (size_t i = 0; i < 3; i++)
+        expect_wiped(i, "freeing the config");
+}
+
 /* A config with cached tickets frees them (valgrind checks the leak side). */
 static void test_free_with_cache(void **state)
 {
@@ -241,6 +570,10 @@ int main(void)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_freeze),
         cmocka_unit_test(test_free_with_cache),
+        cmocka_unit_test(test_freeze_races_setter),
+        cmocka_unit_test(test_freeze_while_setting),
+        cmocka_unit_test(test_ticket_replaced_wiped),
+        cmocka_unit_test(test_free_with_cache_wipes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

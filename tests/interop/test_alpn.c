@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <cmocka.h>
 
@@ -312,6 +313,67 @@ TF_TEST(server_without_alpn, 30)
     server_free(&s);
 }
 
+/* ---- tlsflow on both ends ---- */
+
+struct both {
+    tf_done s, c;
+};
+
+static bool both_opened(void *arg)
+{
+    const struct both *b = arg;
+
+    return b->s.n && b->c.n;
+}
+
+/* A long agreed name is reported whole on both ends, not as none.  RFC 7301
+ * allows 1..255 bytes and tf_session keeps room for 255, but GnuTLS 3.7.9
+ * takes names of at most 31 (gnutls_alpn_set_protocols refuses longer ones
+ * with GNUTLS_E_INVALID_REQUEST), so 31 is the longest a handshake can
+ * agree on here. */
+static void long_name_agreed(size_t len)
+{
+    char name[256];
+    const char *const list[] = { "h2", name };
+    const char *const want[] = { name };
+    tlsflow_loop *loop = tf_loop_new();
+    tlsflow_config *scfg = tf_server_config(TF_ECDSA_CERT, TF_ECDSA_KEY, NULL);
+    tlsflow_config *ccfg = tf_client_config(NULL, TF_CA);
+    tlsflow_info si, ci;
+    struct both b = { 0 };
+    int sv[2];
+
+    assert_true(len < sizeof(name));
+    for (size_t i = 0; i < len; i++)
+        name[i] = (char)('a' + i % 26);
+    name[len] = 0;
+    assert_int_equal(tlsflow_config_set_alpn(scfg, want, 1), 0);
+    assert_int_equal(tlsflow_config_set_alpn(ccfg, list, 2), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(tlsflow_wrap_fd(loop, scfg, sv[0], NULL, tf_on_done, &b.s), 0);
+    assert_int_equal(tlsflow_wrap_fd(loop, ccfg, sv[1], "localhost", tf_on_done, &b.c), 0);
+    tf_run_until(loop, both_opened, &b, 10000, "both handshakes");
+    if (b.s.status != TLSFLOW_OK || b.c.status != TLSFLOW_OK)
+        fail_msg("handshake: server %s, client %s", b.s.message, b.c.message);
+    assert_int_equal(tlsflow_get_info(b.s.flow, &si), 0);
+    assert_int_equal(tlsflow_get_info(b.c.flow, &ci), 0);
+    if (!si.alpn || strcmp(si.alpn, name))
+        fail_msg("server: %zu-byte ALPN reported as %s", len, si.alpn ? si.alpn : "none");
+    if (!ci.alpn || strcmp(ci.alpn, name))
+        fail_msg("client: %zu-byte ALPN reported as %s", len, ci.alpn ? ci.alpn : "none");
+    tlsflow_free(b.s.flow);
+    tlsflow_free(b.c.flow);
+    tlsflow_loop_free(loop);
+    tlsflow_config_free(scfg);
+    tlsflow_config_free(ccfg);
+}
+
+TF_TEST(tlsflow_both_ends_long_alpn, 30)
+{
+    long_name_agreed(1);
+    long_name_agreed(31);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +389,7 @@ int main(void)
         TF_CASE(server_gnutls_cli_no_overlap),
         TF_CASE(server_s_client_no_overlap),
         TF_CASE(server_without_alpn),
+        TF_CASE(tlsflow_both_ends_long_alpn),
     };
 
     tf_require_bins("gnutls-serv", "gnutls-cli", "openssl", NULL);

@@ -1,7 +1,10 @@
 /* ring/loop.c and the loop's side of ring/open.c: creation limits, polling an
  * idle loop, run/stop, a depth-2 ring carrying 64 echo pairs (a full submission
- * queue is submitted, never refused), handshake timeouts, and a listener that
- * keeps serving after a failed handshake. */
+ * queue is submitted, never refused), handshake timeouts, a listener that
+ * keeps serving after a failed handshake, a ring that refuses submissions
+ * (through a seam: operations fail or retry, nothing spins), and loop_free
+ * with many operations in flight (it waits for each, and when it must give
+ * up it keeps what the kernel may still use). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +12,10 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -381,6 +386,373 @@ static void test_free_with_open_objects(void **state)
     tlsflow_config_free(e.ccfg);
 }
 
+/* ---- A seam: the submissions the library makes ----
+ * This definition of io_uring_submit comes before liburing's for the
+ * library linked into this test: armed, it refuses submissions with
+ * seam.err (until seam.until_ms, or seam.left more times, -1: until
+ * disarmed), as a broken or overloaded ring would. */
+static struct {
+    int       err;
+    int       left;
+    long long until_ms;
+    unsigned  calls, refused;
+} seam;
+
+int io_uring_submit(struct io_uring *ring)
+{
+    seam.calls++;
+    if (seam.err && (seam.left != 0 || (seam.until_ms && h_now_ms() < seam.until_ms))) {
+        if (seam.left > 0)
+            seam.left--;
+        seam.refused++;
+        return seam.err;
+    }
+    return io_uring_submit_and_wait(ring, 0);
+}
+
+static void seam_arm(int err, int left, int for_ms)
+{
+    memset(&seam, 0, sizeof(seam));
+    seam.err = err;
+    seam.left = left;
+    seam.until_ms = for_ms ? h_now_ms() + for_ms : 0;
+}
+
+static void seam_disarm(void)
+{
+    memset(&seam, 0, sizeof(seam));
+}
+
+/* A failed test leaves the seam as it was: the next one starts disarmed. */
+static int seam_teardown(void **state)
+{
+    (void)state;
+    seam_disarm();
+    GUARD(0);
+    return 0;
+}
+
+/* Pairs of flows over socketpairs, both ends tlsflow. */
+#define NDUOS 8
+
+struct duo {
+    int           sv[2];
+    struct h_done s, c;
+    struct h_done wr[3], rd;
+    struct h_sink back;
+    uint8_t       msg[MSG], backbuf[MSG];
+};
+
+static void duos_open(tlsflow_loop *loop, tlsflow_config *scfg, tlsflow_config *ccfg,
+                      struct duo *d, int n)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&d[i], 0, sizeof(d[i]));
+        h_fill(d[i].msg, MSG, (uint32_t)i + 7);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d[i].sv), 0);
+        assert_int_equal(tlsflow_wrap_fd(loop, scfg, d[i].sv[0], NULL, h_on_done, &d[i].s), 0);
+        assert_int_equal(tlsflow_wrap_fd(loop, ccfg, d[i].sv[1], "localhost", h_on_done, &d[i].c), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        RUN_UNTIL(loop, d[i].s.n && d[i].c.n, 10000);
+        if (d[i].s.status != TLSFLOW_OK || d[i].c.status != TLSFLOW_OK)
+            fail_msg("duo %d: %s / %s", i, tlsflow_error_message(d[i].s.err),
+                     tlsflow_error_message(d[i].c.err));
+    }
+}
+
+static void duos_free(struct duo *d, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (d[i].s.flow)
+            tlsflow_free(d[i].s.flow);
+        if (d[i].c.flow)
+            tlsflow_free(d[i].c.flow);
+        d[i].s.flow = d[i].c.flow = NULL;
+    }
+}
+
+static void configs_new(tlsflow_config **scfg, tlsflow_config **ccfg)
+{
+    assert_int_equal(tlsflow_config_new(scfg, TLSFLOW_SERVER), 0);
+    assert_int_equal(tlsflow_config_set_cert_file(*scfg, TF_ECDSA_CERT, TF_ECDSA_KEY), 0);
+    assert_int_equal(tlsflow_config_set_handshake_timeout(*scfg, 20000), 0);
+    assert_int_equal(tlsflow_config_new(ccfg, TLSFLOW_CLIENT), 0);
+    assert_int_equal(tlsflow_config_set_ca_file(*ccfg, TF_CA), 0);
+}
+
+/* An echo through one duo: the client writes msg, the server echoes. */
+static void e_srv_read(tlsflow *f, const tlsflow_result *r, void *arg);
+
+static void e_srv_written(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    (void)f;
+    (void)r;
+    free(arg);
+}
+
+static void e_srv_read(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct duo *d = arg;
+
+    d->rd.n++;
+    d->rd.status = r->status;
+    d->rd.err = r->error;
+    if (r->status != TLSFLOW_OK)
+        return;
+    void *copy = malloc(r->len);
+    memcpy(copy, r->data, r->len);
+    if (tlsflow_write(f, copy, r->len, e_srv_written, copy) != 0)
+        free(copy);
+    tlsflow_read(f, e_srv_read, d);
+}
+
+static void echo_start(struct duo *d)
+{
+    d->back.buf = d->backbuf;
+    d->back.cap = MSG;
+    d->back.stop_at_cap = 1;
+    assert_int_equal(tlsflow_read(d->s.flow, e_srv_read, d), 0);
+    assert_int_equal(tlsflow_read(d->c.flow, h_on_read, &d->back), 0);
+    assert_int_equal(tlsflow_write(d->c.flow, d->msg, MSG, h_on_done, &d->wr[0]), 0);
+}
+
+static bool echo_done(const struct duo *d)
+{
+    return d->back.got == MSG || d->back.errors || d->back.eof;
+}
+
+static bool all_echoed(const struct duo *d, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!echo_done(&d[i]))
+            return false;
+    return true;
+}
+
+/* A ring that refuses submissions for a second while flows write, on a
+ * depth-1 ring where each second SQE finds the submission queue full:
+ * -EFAULT (a broken ring), -ENOMEM, and -EBUSY with no CQE to reap (a CQ
+ * that cannot be drained).  An operation that needed a submission fails with
+ * that error after a bounded number of paced tries (no spinning), every
+ * write completes once, and afterwards the loop carries new flows. */
+static void submit_refused(int err)
+{
+    static struct duo d[4];
+    tlsflow_loop *loop;
+    tlsflow_config *scfg, *ccfg;
+    int failed = 0;
+    unsigned calls;
+
+    assert_int_equal(tlsflow_loop_new(&loop, 1), 0);
+    configs_new(&scfg, &ccfg);
+    duos_open(loop, scfg, ccfg, d, 4);
+    seam_arm(err, 0, 1000);
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(tlsflow_write(d[i].c.flow, d[i].msg, 100, h_on_done, &d[i].wr[k]), 0);
+        assert_int_equal(tlsflow_read(d[i].s.flow, h_on_done, &d[i].rd), 0);
+    }
+    RUN_UNTIL(loop, h_now_ms() >= seam.until_ms, 5000);
+    calls = seam.calls;
+    print_message("%u submissions tried, %u refused\n", calls, seam.refused);
+    assert_true(seam.refused > 0);
+    /* Paced, bounded tries: a spinning submitter makes millions in a second. */
+    if (calls > 1000)
+        fail_msg("%u submissions tried in the second the ring refused them", calls);
+    RUN_UNTIL(loop, d[0].wr[2].n && d[1].wr[2].n && d[2].wr[2].n && d[3].wr[2].n, 10000);
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 3; k++) {
+            assert_int_equal(d[i].wr[k].n, 1);
+            if (d[i].wr[k].status == TLSFLOW_ERROR && d[i].wr[k].err.code == TLSFLOW_E_SYSTEM &&
+                d[i].wr[k].err.detail == -err)
+                failed++;
+        }
+    }
+    if (!failed)
+        fail_msg("no write failed with %s (%u submissions refused)", strerror(-err), seam.refused);
+    seam_disarm();
+    duos_free(d, 4);
+    h_spin(loop, 100);
+    /* The same loop carries new flows. */
+    duos_open(loop, scfg, ccfg, d, 2);
+    echo_start(&d[0]);
+    echo_start(&d[1]);
+    RUN_UNTIL(loop, all_echoed(d, 2), 10000);
+    assert_memory_equal(d[0].backbuf, d[0].msg, MSG);
+    assert_memory_equal(d[1].backbuf, d[1].msg, MSG);
+    duos_free(d, 2);
+    tlsflow_loop_free(loop);
+    tlsflow_config_free(scfg);
+    tlsflow_config_free(ccfg);
+}
+
+static void test_submit_refused(void **state)
+{
+    (void)state;
+    GUARD(90);
+    submit_refused(-EFAULT);
+    submit_refused(-ENOMEM);
+    submit_refused(-EBUSY);
+    GUARD(0);
+}
+
+/* A ring that says -EAGAIN (no memory for requests) for 300 ms while
+ * NDUOS echoes run on a depth-1 ring: submission waits for completions
+ * instead of spinning (a bounded number of tries in that time), operations
+ * refused meanwhile are retried by their flows, and every echo arrives whole. */
+static void test_submit_again_no_spin(void **state)
+{
+    static struct duo d[NDUOS];
+    tlsflow_loop *loop;
+    tlsflow_config *scfg, *ccfg;
+    unsigned calls;
+
+    (void)state;
+    GUARD(60);
+    assert_int_equal(tlsflow_loop_new(&loop, 1), 0);
+    configs_new(&scfg, &ccfg);
+    duos_open(loop, scfg, ccfg, d, NDUOS);
+    seam_arm(-EAGAIN, 0, 300);
+    for (int i = 0; i < NDUOS; i++)
+        echo_start(&d[i]);
+    RUN_UNTIL(loop, h_now_ms() >= seam.until_ms, 5000);
+    calls = seam.calls;
+    print_message("%u submissions tried, %u refused\n", calls, seam.refused);
+    if (calls > 1000)
+        fail_msg("%u submissions tried in 300 ms while the ring said EAGAIN", calls);
+    RUN_UNTIL(loop, all_echoed(d, NDUOS), 20000);
+    for (int i = 0; i < NDUOS; i++) {
+        if (d[i].back.errors)
+            fail_msg("echo %d: %s", i, tlsflow_error_message(d[i].back.err));
+        assert_memory_equal(d[i].backbuf, d[i].msg, MSG);
+    }
+    seam_disarm();
+    duos_free(d, NDUOS);
+    tlsflow_loop_free(loop);
+    tlsflow_config_free(scfg);
+    tlsflow_config_free(ccfg);
+    GUARD(0);
+}
+
+/* ---- loop_free with many operations in flight ---- */
+
+#define NSILENT 16
+
+/* Server flows whose client never speaks: a receive and the handshake
+ * timeout in flight each.  The test keeps the client ends. */
+static void silent_open(tlsflow_loop *loop, tlsflow_config *scfg, int *peer, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(tlsflow_wrap_fd(loop, scfg, sv[0], NULL, h_on_done, &never), 0);
+        peer[i] = sv[1];
+    }
+}
+
+/* 0: the other end is closed; 1: still open. */
+static int peer_open(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+        return 0;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 1;
+    fail_msg("recv on a silent peer: %zd (%s)", n, strerror(errno));
+    return -1;
+}
+
+/* Receives on idle sockets (open flows and handshakes), handshake timeouts
+ * and an accept, on a small ring, and the first submissions of loop_free
+ * refused (-EINTR): loop_free still cancels everything and waits for the
+ * kernel to end each request -- quickly, not by waiting out a deadline -- so
+ * that when it returns every socket is closed and nothing is freed under a
+ * request (ASan: nothing leaks either). */
+static void test_free_many_in_flight(void **state)
+{
+    static struct duo d[NDUOS];
+    tlsflow_loop *loop;
+    tlsflow_config *scfg, *ccfg;
+    tlsflow_listener *ls;
+    int peer[NSILENT];
+    long long t0, dt;
+
+    (void)state;
+    GUARD(60);
+    memset(&never, 0, sizeof(never));
+    assert_int_equal(tlsflow_loop_new(&loop, 2), 0);
+    configs_new(&scfg, &ccfg);
+    duos_open(loop, scfg, ccfg, d, NDUOS);
+    for (int i = 0; i < NDUOS; i++) {
+        assert_int_equal(tlsflow_read(d[i].s.flow, h_on_done, &never), 0);
+        assert_int_equal(tlsflow_read(d[i].c.flow, h_on_done, &never), 0);
+    }
+    silent_open(loop, scfg, peer, NSILENT);
+    assert_int_equal(tlsflow_listen(loop, scfg, "127.0.0.1", "0", h_on_done, &never, &ls), 0);
+    h_spin(loop, 50);
+    assert_int_equal(never.n, 0);
+    for (int i = 0; i < NSILENT; i++)
+        assert_int_equal(peer_open(peer[i]), 1);
+    seam_arm(-EINTR, 3, 0);
+    t0 = h_now_ms();
+    tlsflow_loop_free(loop);
+    dt = h_now_ms() - t0;
+    print_message("loop_free: %lld ms, %u submissions refused\n", dt, seam.refused);
+    seam_disarm();
+    assert_int_equal(never.n, 0);
+    if (dt > 900)
+        fail_msg("loop_free took %lld ms: it waited out its deadline instead of cancelling", dt);
+    for (int i = 0; i < NSILENT; i++) {
+        if (peer_open(peer[i]))
+            fail_msg("silent peer %d: the flow's socket is still open after loop_free", i);
+        close(peer[i]);
+    }
+    tlsflow_config_free(scfg);
+    tlsflow_config_free(ccfg);
+    GUARD(0);
+}
+
+/* When the kernel never ends the requests (here: the cancel cannot be
+ * submitted), loop_free gives up after its bound and keeps what those
+ * requests may write into or read -- the flows are not destroyed, so their
+ * sockets stay open -- instead of freeing it under them. */
+static void test_free_gives_up_keeps_memory(void **state)
+{
+    tlsflow_loop *loop;
+    tlsflow_config *scfg, *ccfg;
+    int peer[4];
+    long long t0, dt;
+
+    (void)state;
+    GUARD(60);
+    memset(&never, 0, sizeof(never));
+    assert_int_equal(tlsflow_loop_new(&loop, 4), 0);
+    configs_new(&scfg, &ccfg);
+    silent_open(loop, scfg, peer, 4);
+    h_spin(loop, 50);
+    seam_arm(-EFAULT, -1, 0);
+    t0 = h_now_ms();
+    tlsflow_loop_free(loop);
+    dt = h_now_ms() - t0;
+    print_message("loop_free gave up after %lld ms\n", dt);
+    seam_disarm();
+    assert_int_equal(never.n, 0);
+    if (dt < 4000)
+        fail_msg("loop_free gave up after %lld ms with requests in flight", dt);
+    assert_true(dt < 15000);
+    for (int i = 0; i < 4; i++) {
+        if (!peer_open(peer[i]))
+            fail_msg("peer %d: its flow was destroyed while its receive was in flight", i);
+        close(peer[i]);
+    }
+    tlsflow_config_free(scfg);   /* the flows kept never run again */
+    tlsflow_config_free(ccfg);
+    GUARD(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +764,10 @@ int main(void)
         cmocka_unit_test(test_handshake_timeout_server),
         cmocka_unit_test(test_listener_survives_garbage),
         cmocka_unit_test(test_free_with_open_objects),
+        cmocka_unit_test_teardown(test_submit_refused, seam_teardown),
+        cmocka_unit_test_teardown(test_submit_again_no_spin, seam_teardown),
+        cmocka_unit_test_teardown(test_free_many_in_flight, seam_teardown),
+        cmocka_unit_test_teardown(test_free_gives_up_keeps_memory, seam_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

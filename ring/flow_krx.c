@@ -1,0 +1,163 @@
+/* The kernel's receive side: plaintext segments for reads, control records
+ * (alerts, tickets, KeyUpdates) handled as they come, the receive key
+ * renewed after the peer's KeyUpdate. */
+#include <errno.h>
+#include <string.h>
+
+#include "handshake/handshake.h"
+#include "ktls/ktls.h"
+#include "ring/ring.h"
+
+static const tlsflow_error no_error = { 0, 0 };
+
+static void rekey_rx(tlsflow *f, const tf_post_event *ev)
+{
+    int ret = tf_flow_ktls_install(f, TF_KTLS_RX);
+
+    if (ret < 0) {
+        /* 6.1 answers EBUSY, and every later record would be EBADMSG. */
+        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_REKEY, -ret), GNUTLS_A_INTERNAL_ERROR);
+        return;
+    }
+    if (ev->update_requested && !f->tx_rekey_pending) {
+        if (f->tx_path != PATH_KERNEL) {
+            /* GnuTLS sends the answer with our next userspace record. */
+            f->hs.key_update_due = true;
+            return;
+        }
+        ret = tf_hs_request_key_update_reply(&f->hs);
+        if (ret < 0) {
+            tf_flow_rx_fail(f, tf_hs_error(&f->hs, ret), tf_hs_alert_for(ret));
+            return;
+        }
+        f->tx_rekey_pending = true;
+    }
+}
+
+static void control_record(tlsflow *f, int type, const uint8_t *body, size_t len)
+{
+    tf_post_event ev;
+    tf_ktls_alert alert;
+    int ret;
+
+    tf_trace(f, "control record type %d, %zu bytes", type, len);
+    switch (type) {
+    case TF_REC_ALERT:
+        if (tf_ktls_parse_alert(body, len, &alert) < 0)
+            tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_DECODE_ERROR);
+        else if (alert.is_close_notify)
+            f->peer_closed = true;
+        else if (alert.is_fatal)
+            tf_flow_rx_fail(f, tf_err(TLSFLOW_E_ALERT, alert.description), -1);
+        break;
+    case TF_REC_HANDSHAKE:
+        ret = tf_hs_feed_handshake(&f->hs, body, len, &ev);
+        if (ret == GNUTLS_E_REHANDSHAKE)
+            tf_flow_rx_fail(f, tf_hs_error(&f->hs, ret), GNUTLS_A_NO_RENEGOTIATION);
+        else if (ret < 0)
+            tf_flow_rx_fail(f, tf_hs_error(&f->hs, ret), tf_hs_alert_for(ret));
+        else if (ev.refuse_renegotiation && f->tx_path == PATH_KERNEL) {
+            f->kio->warning[0] = 1;
+            f->kio->warning[1] = GNUTLS_A_NO_RENEGOTIATION;
+            tf_flow_schedule(f);
+        } else if (ev.key_update)
+            rekey_rx(f, &ev);
+        break;
+    default:   /* ChangeCipherSpec after the handshake, a heartbeat, or worse */
+        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_UNEXPECTED_MESSAGE);
+        break;
+    }
+}
+
+void tf_flow_krx_segment(tlsflow *f, const uint8_t *p, size_t len, int type, bool in_place)
+{
+    if (f->rx_err.code)
+        return;                   /* after an error nothing more is taken */
+    if (type == TF_REC_DATA) {
+        f->hs.key_updates = 0;
+        if (in_place) {
+            f->in.len += len;
+        } else {
+            tf_flow_take_in(f, p, len);
+            f->loop->plain_copied += len;
+        }
+    } else if (type < 0) {
+        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_UNEXPECTED_MESSAGE);
+    } else {
+        control_record(f, type, p, len);
+    }
+}
+
+/* A failed kernel receive. */
+void tf_flow_krx_error(tlsflow *f, int res)
+{
+    switch (res) {
+    case -EBADMSG:       /* a record failed authentication */
+        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_BAD_RECORD_MAC);
+        break;
+    case -EMSGSIZE:      /* a record over the size limit */
+        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_RECORD_OVERFLOW);
+        break;
+    case -EINVAL:        /* a malformed record header or padding */
+        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_DECODE_ERROR);
+        break;
+    case -EKEYEXPIRED:   /* 6.14+ paused after a KeyUpdate: the new key is in, receive again */
+    case -ENOBUFS:       /* the shared ring ran dry: receive again */
+    case -EINTR:
+    case -EAGAIN:
+    case -ECANCELED:
+        break;
+    default:
+        f->rx_errno = -res;
+        break;
+    }
+}
+
+/* Plaintext straight from the kernel: `in` holds it, control records were
+ * handled as they came.  Receives only while someone reads or closes. */
+void tf_flow_krx_progress(tlsflow *f)
+{
+    for (;;) {
+        if (f->err.code || f->freed)
+            return;
+        if (f->in.len) {
+            if (!f->read_cb)
+                return;               /* held until the application reads */
+            size_t n = f->in.len;
+            tf_flow_complete_read(f, TLSFLOW_OK, tf_buf_head(&f->in), n, no_error);
+            tf_buf_consume(&f->in, n);
+            if (f->in.len == 0 && f->loop->br_state > 0)   /* receives go to the ring */
+                tf_pool_release(&f->loop->in_pool, &f->in);
+            continue;
+        }
+        if (f->peer_closed) {
+            if (!f->read_cb)
+                return;
+            tf_flow_complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
+            continue;
+        }
+        if (f->rx_truncated) {
+            if (f->read_cb)
+                tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
+            return;
+        }
+        if (f->rx_err.code) {         /* everything before it was read */
+            tf_flow_fail(f, f->rx_err);
+            return;
+        }
+        if (!f->read_cb && !f->close_cb)
+            return;
+        if (f->rx_eof) {              /* the kernel reports a cut record as a plain 0 */
+            tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
+            return;
+        }
+        if (f->rx_errno) {
+            tf_flow_end_of_stream(f, f->rx_errno == ECONNRESET || f->rx_errno == EPIPE
+                                         ? tf_err(TLSFLOW_E_TRUNCATED, 0)
+                                         : tf_err(TLSFLOW_E_SYSTEM, f->rx_errno));
+            return;
+        }
+        tf_flow_post_recv(f, 0);
+        return;
+    }
+}
