@@ -120,6 +120,8 @@ int tf_hs_feed_handshake(tf_session *hs, const uint8_t *p, size_t len, tf_post_e
             return GNUTLS_E_REHANDSHAKE;
         return GNUTLS_E_UNEXPECTED_PACKET;
     }
+    if (len == 0)
+        return 0;       /* an empty fragment carries nothing */
     if (b->len + len > TF_POST_MSG_MAX + 4)
         return GNUTLS_E_HANDSHAKE_TOO_LARGE;
     if (tf_buf_reserve(b, len))

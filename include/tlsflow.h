@@ -42,7 +42,8 @@ typedef enum {                 /* tlsflow_error.code; 0 means no error */
     TLSFLOW_E_TRUNCATED,       /* transport closed without close_notify (never reported as EOF) */
     TLSFLOW_E_BAD_RECORD,      /* a record failed authentication or was malformed */
     TLSFLOW_E_TIMEOUT,
-    TLSFLOW_E_CLOSED,          /* the flow was already closed for that direction */
+    TLSFLOW_E_CLOSED,          /* the flow was already closed for that direction: a write pending when
+                                  a fatal error found by the receive side ended the sending side */
     TLSFLOW_E_CANCELED,        /* the flow was freed with the operation pending */
     TLSFLOW_E_KTLS_UNAVAILABLE,/* TLSFLOW_KTLS_REQUIRE and the kernel could not take the keys: detail = errno */
     TLSFLOW_E_RESOLVE,         /* the host name did not resolve: detail = getaddrinfo's EAI_* code */
@@ -81,7 +82,10 @@ typedef struct {
     unsigned long long ciphertext_copied; /* received bytes copied out of the shared buffer ring */
 } tlsflow_loop_stats;
 int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);
-/* Frees the loop; flows and listeners still open are freed with it. */
+/* Frees the loop; flows and listeners still open are freed with it.  It
+ * cancels every operation in flight and waits for the kernel to end them; if
+ * the kernel does not within 5 s, what it may still write into is leaked
+ * rather than freed. */
 void tlsflow_loop_free(tlsflow_loop *loop);
 /* Caps the received bytes all flows of the loop hold together (default 256 MiB,
  * 0 = no cap).  Past it, the flows holding most stop receiving first, until

@@ -192,7 +192,9 @@ bool tf_flow_tx_idle(const tlsflow *f)
 static void linger_done(tlsflow *f, int res, unsigned flags)
 {
     (void)flags;
-    if (res != -ETIME || f->tx_phase != TX_ALERTING)
+    /* Anything but our own removal ends the wait (a timer that could not be
+     * armed must not leave the flow alerting for ever). */
+    if (res == -ECANCELED || f->tx_phase != TX_ALERTING)
         return;
     tf_trace(f, "the peer took too long to take the alert: giving up");
     f->tx_phase = TX_DONE;

@@ -48,11 +48,17 @@ static void ktx_done(tlsflow *f, int res, unsigned flags)
     tf_trace(f, "kernel send (kind %d): %d", f->ktx_kind, res);
     if (res == -EPIPE || res == -ECONNRESET) {
         f->tx_peer_gone = true;
+        /* A reset before the peer's close_notify cut the stream: the whole
+         * flow learns it now, whichever side saw it first. */
+        if (res == -ECONNRESET && !f->peer_closed)
+            tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
     } else if (res == -EBADMSG) {
         /* A record that failed to decrypt poisons the whole socket: the
          * send may learn it before the receive does. */
         tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_BAD_RECORD_MAC);
     } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+        if (f->tx_phase == TX_ALERTING)
+            f->tx_phase = TX_DONE;   /* the alert cannot go out: stop trying */
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, -res));
     } else if (res > 0) {
         switch (f->ktx_kind) {

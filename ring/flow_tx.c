@@ -22,7 +22,13 @@ static void send_done(tlsflow *f, int res, unsigned flags)
         f->tx_sent += (uint64_t)res;
     } else if (res == -EPIPE || res == -ECONNRESET) {
         f->tx_peer_gone = true;
+        /* A reset before the peer's close_notify cut the stream: the whole
+         * flow learns it now, whichever side saw it first. */
+        if (res == -ECONNRESET && !f->peer_closed)
+            tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
     } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+        if (f->tx_phase == TX_ALERTING)
+            f->tx_phase = TX_DONE;   /* the alert cannot go out: stop trying */
         tf_flow_fail(f, tf_err(TLSFLOW_E_SYSTEM, -res));
     }
 }

@@ -1,0 +1,198 @@
+/* A peer's KeyUpdate, against a tlsflow echo flow (userspace here, the
+ * kernel path in the VM lane):
+ * - with update_requested, our KeyUpdate goes out before the next
+ *   application data, also when that data is a small (corked) write — GnuTLS
+ *   3.7.9's gnutls_record_cork drops a scheduled KeyUpdate;
+ * - a storm of KeyUpdates without data between them ends the flow with an
+ *   alert, without a busy loop. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "faults.h"
+
+#define TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+
+struct echo {
+    tlsflow *flow;
+    int open_done, failed, freed;
+    tlsflow_error error;
+    uint8_t buf[65536];
+};
+
+static void on_written(tlsflow *f, const tlsflow_result *r, void *arg);
+
+static void on_read(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct echo *e = arg;
+
+    if (r->status != TLSFLOW_OK) {
+        if (r->status == TLSFLOW_ERROR) {
+            e->failed = 1;
+            e->error = r->error;
+        }
+        tlsflow_free(f);
+        e->freed = 1;
+        return;
+    }
+    memcpy(e->buf, r->data, r->len);
+    assert_int_equal(tlsflow_write(f, e->buf, r->len, on_written, e), 0);
+}
+
+static void on_written(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct echo *e = arg;
+
+    if (r->status == TLSFLOW_OK)
+        assert_int_equal(tlsflow_read(f, on_read, e), 0);
+}
+
+static void on_open(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct echo *e = arg;
+
+    e->open_done = 1;
+    if (r->status != TLSFLOW_OK)
+        return;
+    e->flow = f;
+    assert_int_equal(tlsflow_read(f, on_read, e), 0);
+}
+
+/* The peer's view: KeyUpdates it received, and how many before the echo. */
+static int key_updates_seen;
+
+static int count_key_updates(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                             const gnutls_datum_t *msg)
+{
+    (void)s;
+    (void)when;
+    (void)msg;
+    if (htype == GNUTLS_HANDSHAKE_KEY_UPDATE && incoming)
+        key_updates_seen++;
+    return 0;
+}
+
+/* KeyUpdate(update_requested), then 18 bytes; the echo must come after our
+ * KeyUpdate. */
+static void ask_and_echo(fx_peer *p)
+{
+    char buf[64];
+    ssize_t n;
+
+    gnutls_handshake_set_hook_function(p->s, GNUTLS_HANDSHAKE_KEY_UPDATE, GNUTLS_HOOK_PRE,
+                                       count_key_updates);
+    key_updates_seen = 0;
+    p->result = gnutls_session_key_update(p->s, GNUTLS_KU_PEER);
+    if (p->result < 0)
+        return;
+    fx_peer_send(p, "eighteen bytes!!\r\n", 18);
+    do {
+        n = gnutls_record_recv(p->s, buf, sizeof(buf));
+    } while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
+    p->count = n;
+    p->arg = (void *)(intptr_t)key_updates_seen;   /* KeyUpdates seen before the echo */
+}
+
+/* 40 KeyUpdates in a row, then data: the flow must end with an alert. */
+static void storm(fx_peer *p)
+{
+    char buf[64];
+    ssize_t n;
+
+    for (int i = 0; i < 40; i++) {
+        p->result = gnutls_session_key_update(p->s, 0);
+        if (p->result < 0)
+            break;   /* the flow already gave up: its alert waits to be read */
+    }
+    if (p->result == 0)
+        fx_peer_send(p, "hello", 5);
+    do {
+        n = gnutls_record_recv(p->s, buf, sizeof(buf));
+    } while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
+    p->count = n;   /* the alert GnuTLS received, as an error */
+    p->arg = (void *)(intptr_t)gnutls_alert_get(p->s);
+}
+
+static void run(fx_peer *p, struct echo *e, tlsflow_loop **loopp, tlsflow_config **cfgp)
+{
+    int a, b;
+
+    *cfgp = fx_server_config(TLS13, 3000);
+    assert_int_equal(tlsflow_loop_new(loopp, 0), 0);
+    fx_tcp_pair(&a, &b);
+    assert_int_equal(tlsflow_wrap_fd(*loopp, *cfgp, b, NULL, on_open, e), 0);
+    p->fd = a;
+    p->server = false;
+    p->priority = TLS13;
+    fx_peer_start(p);
+    assert_true(fx_run_until(*loopp, &e->open_done, 8000));
+    assert_non_null(e->flow);
+}
+
+static void finish(fx_peer *p, struct echo *e, tlsflow_loop *loop, tlsflow_config *cfg)
+{
+    assert_true(fx_run_until(loop, &p->done, 8000));
+    if (!e->freed && e->flow)
+        tlsflow_free(e->flow);
+    fx_peer_join(p);
+    assert_int_equal(tlsflow_loop_run(loop), 0);
+    tlsflow_loop_free(loop);
+    tlsflow_config_free(cfg);
+}
+
+static void test_reply_before_small_write(void **s)
+{
+    static struct echo e;
+    fx_peer p = { .script = ask_and_echo };
+    tlsflow_loop *loop;
+    tlsflow_config *cfg;
+
+    (void)s;
+    memset(&e, 0, sizeof(e));
+    run(&p, &e, &loop, &cfg);
+    finish(&p, &e, loop, cfg);
+    assert_int_equal(p.result, 0);
+    if (p.count != 18)
+        fail_msg("the peer read %ld (%s) instead of the 18-byte echo", p.count,
+                 p.count < 0 ? gnutls_strerror((int)p.count) : "bytes");
+    /* RFC 8446 4.6.3: our KeyUpdate before our next application data. */
+    assert_int_equal((int)(intptr_t)p.arg, 1);
+}
+
+static void test_key_update_storm(void **s)
+{
+    static struct echo e;
+    fx_peer p = { .script = storm };
+    tlsflow_loop *loop;
+    tlsflow_config *cfg;
+    double cpu0 = fx_cpu_seconds();
+
+    (void)s;
+    memset(&e, 0, sizeof(e));
+    run(&p, &e, &loop, &cfg);
+    finish(&p, &e, loop, cfg);
+    assert_true(e.failed);
+    print_message("storm: read error %d/%d (%s); peer got %ld, alert %d\n", e.error.code,
+                  e.error.detail, tlsflow_error_message(e.error), p.count, (int)(intptr_t)p.arg);
+    assert_int_equal(p.count, GNUTLS_E_FATAL_ALERT_RECEIVED);
+    /* Ours says unexpected_message (the kernel path); GnuTLS's own limit in
+     * userspace (GNUTLS_E_TOO_MANY_HANDSHAKE_PACKETS) names internal_error. */
+    assert_true((int)(intptr_t)p.arg == GNUTLS_A_UNEXPECTED_MESSAGE ||
+                (int)(intptr_t)p.arg == GNUTLS_A_INTERNAL_ERROR);
+    assert_true(fx_cpu_seconds() - cpu0 < 5.0);   /* no busy loop */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reply_before_small_write),
+        cmocka_unit_test(test_key_update_storm),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
