@@ -16,51 +16,66 @@ static void init_gnutls_once(void)
     gnutls_global_init();
 }
 
+/* A config and its live part come and go together: one allocation, the
+ * config at its start. */
+struct config_block {
+    tlsflow_config        cfg;
+    struct tf_config_live live;
+};
+
 TLSFLOW_PUBLIC int tlsflow_config_new(tlsflow_config **out, tlsflow_role role)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
+    struct config_block *block;
     tlsflow_config *cfg;
 
     if (!out || (role != TLSFLOW_CLIENT && role != TLSFLOW_SERVER))
         return -EINVAL;
     pthread_once(&once, init_gnutls_once);
-    cfg = calloc(1, sizeof(*cfg));
-    if (!cfg)
+    block = calloc(1, sizeof(*block));
+    if (!block)
         return -ENOMEM;
+    cfg = &block->cfg;
+    cfg->live = &block->live;
     cfg->role = role;
     cfg->verify = role == TLSFLOW_CLIENT ? TLSFLOW_VERIFY_REQUIRED : TLSFLOW_VERIFY_NONE;
     cfg->ktls = TLSFLOW_KTLS_AUTO;
     cfg->handshake_timeout_ms = 30000;
     cfg->receive_budget = 64 * 1024;
     if (gnutls_certificate_allocate_credentials(&cfg->cred) < 0) {
-        free(cfg);
+        free(block);
         return -ENOMEM;
     }
-    pthread_mutex_init(&cfg->lock, NULL);
+    pthread_mutex_init(&cfg->live->lock, NULL);
     *out = cfg;
     return 0;
 }
 
 TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
 {
+    struct tf_config_live *live;
+
     if (!cfg)
         return;
+    live = cfg->live;
     gnutls_certificate_free_credentials(cfg->cred);
     if (cfg->priority)
         gnutls_priority_deinit(cfg->priority);
     free(cfg->priority_str);
     for (size_t i = 0; i < cfg->nalpn; i++)
         free(cfg->alpn[i].data);
-    if (cfg->ticket_key.data) {
-        gnutls_memset(cfg->ticket_key.data, 0, cfg->ticket_key.size);
-        gnutls_free(cfg->ticket_key.data);
+    if (live->default_priority)
+        gnutls_priority_deinit(live->default_priority);
+    if (live->ticket_key.data) {
+        gnutls_memset(live->ticket_key.data, 0, live->ticket_key.size);
+        gnutls_free(live->ticket_key.data);
     }
     for (size_t i = 0; i < TF_CACHE_SLOTS; i++) {
-        free(cfg->cache[i].key);
-        tf_hs_datum_wipe(&cfg->cache[i].data);
+        free(live->cache[i].key);
+        tf_hs_datum_wipe(&live->cache[i].data);
     }
-    pthread_mutex_destroy(&cfg->lock);
-    free(cfg);
+    pthread_mutex_destroy(&live->lock);
+    free(cfg);   /* the start of its config_block */
 }
 
 /* Setters check and write in one step under the config's lock, the lock
@@ -73,10 +88,10 @@ static int lock_mutable(tlsflow_config *cfg)
 {
     if (!cfg)
         return -EINVAL;
-    pthread_mutex_lock(&cfg->lock);
-    if (!cfg->frozen)
+    pthread_mutex_lock(&cfg->live->lock);
+    if (!cfg->live->frozen)
         return 0;
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return -EBUSY;
 }
 
@@ -108,7 +123,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_cert_file(tlsflow_config *cfg, const char 
     cfg->has_cert = true;
     ret = 0;
 out:
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }
 
@@ -131,7 +146,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *c
     cfg->has_ca = true;
     ret = 0;
 out:
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }
 
@@ -146,7 +161,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify
         cfg->verify = mode;
     else
         ret = -EINVAL;
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }
 
@@ -176,12 +191,17 @@ TLSFLOW_PUBLIC int tlsflow_config_set_priority(tlsflow_config *cfg, const char *
     cfg->priority_str = copy;
     copy = old_str;
 out:
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     if (p)
         gnutls_priority_deinit(p);
     free(copy);
     return ret;
 }
+
+/* RFC 7301 allows names of 1..255 bytes, but GnuTLS 3.7.9 refuses names of 32
+ * bytes or more when the session is set up (gnutls_alpn_set_protocols:
+ * GNUTLS_E_INVALID_REQUEST): refused here, or every handshake would fail. */
+#define ALPN_NAME_MAX 31
 
 TLSFLOW_PUBLIC int tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols,
                                            size_t count)
@@ -197,7 +217,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_alpn(tlsflow_config *cfg, const char *cons
     }
     for (size_t i = 0; i < count; i++) {
         size_t n = protocols[i] ? strlen(protocols[i]) : 0;
-        if (n == 0 || n > 255) {
+        if (n == 0 || n > ALPN_NAME_MAX) {
             ret = -EINVAL;
             goto out;
         }
@@ -216,7 +236,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_alpn(tlsflow_config *cfg, const char *cons
     }
     cfg->nalpn = count;
 out:
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     for (size_t i = 0; i < TF_ALPN_MAX; i++)
         free(list[i].data);
     return ret;
@@ -232,7 +252,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mod
         cfg->ktls = mode;
     else
         ret = -EINVAL;
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }
 
@@ -243,7 +263,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, uns
     if (ret)
         return ret;
     cfg->handshake_timeout_ms = ms;
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return 0;
 }
 
@@ -257,7 +277,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_receive_budget(tlsflow_config *cfg, size_t
         cfg->receive_budget = bytes;
     else
         ret = -EINVAL;
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }
 
@@ -268,7 +288,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_resumption(tlsflow_config *cfg, int enable
     if (ret)
         return ret;
     cfg->no_resumption = !enabled;
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return 0;
 }
 
@@ -282,16 +302,17 @@ TLSFLOW_PUBLIC int tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned f
         ret = -EINVAL;
     else
         cfg->ktls_flags = flags;
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }
 
-int tf_hs_config_freeze(tlsflow_config *cfg)
+int tf_hs_config_freeze(const tlsflow_config *cfg)
 {
+    struct tf_config_live *live = cfg->live;
     int ret = 0;
 
-    pthread_mutex_lock(&cfg->lock);
-    if (cfg->frozen)
+    pthread_mutex_lock(&live->lock);
+    if (live->frozen)
         goto out;
     if (cfg->role == TLSFLOW_SERVER && !cfg->has_cert) {
         ret = -EINVAL;       /* a server without a certificate cannot handshake */
@@ -303,23 +324,24 @@ int tf_hs_config_freeze(tlsflow_config *cfg)
             goto out;
         }
     }
-    if (!cfg->priority) {
-        ret = gnutls_priority_init2(&cfg->priority, default_priority, NULL, 0);
+    if (!cfg->priority && !live->default_priority) {
+        ret = gnutls_priority_init2(&live->default_priority, default_priority, NULL, 0);
         if (ret < 0) {
+            live->default_priority = NULL;
             ret = -EINVAL;
             goto out;
         }
     }
-    if (cfg->role == TLSFLOW_SERVER && !cfg->no_resumption) {
-        ret = gnutls_session_ticket_key_generate(&cfg->ticket_key);
+    if (cfg->role == TLSFLOW_SERVER && !cfg->no_resumption && !live->ticket_key.data) {
+        ret = gnutls_session_ticket_key_generate(&live->ticket_key);
         if (ret < 0) {
             ret = -ENOMEM;
             goto out;
         }
     }
-    cfg->frozen = true;
+    live->frozen = true;
     ret = 0;
 out:
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&live->lock);
     return ret;
 }

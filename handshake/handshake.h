@@ -11,25 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf/buf.h"
 #include "include/tlsflow.h"
 #include "ktls/ktls.h"
 
 /* Marks the definitions of the exported tlsflow_* calls. */
 #define TLSFLOW_PUBLIC __attribute__((visibility("default")))
-
-/* A byte buffer: the valid bytes are data[off, off + len). */
-typedef struct tf_buf {
-    uint8_t *data;
-    size_t   off, len, cap;
-} tf_buf;
-
-int  tf_buf_reserve(tf_buf *b, size_t room);  /* room free bytes at the tail; 0 or -ENOMEM */
-void tf_buf_consume(tf_buf *b, size_t n);
-void tf_buf_free(tf_buf *b);
-/* (An empty buffer may have no memory at all: no arithmetic on NULL.) */
-static inline uint8_t *tf_buf_head(const tf_buf *b) { return b->data ? b->data + b->off : NULL; }
-static inline uint8_t *tf_buf_tail(const tf_buf *b) { return b->data ? b->data + b->off + b->len : NULL; }
-static inline size_t   tf_buf_room(const tf_buf *b) { return b->cap - b->off - b->len; }
 
 #define TF_ALPN_MAX 8
 #define TF_CACHE_SLOTS 32
@@ -40,6 +27,18 @@ struct tf_ticket {
     uint64_t       used;       /* for replacement */
 };
 
+/* What changes in a config once flows use it.  Flows hold the config const;
+ * this part is reached through its `live` pointer, which points to mutable
+ * memory by design, and is allocated with the config (config.c). */
+struct tf_config_live {
+    pthread_mutex_t   lock;        /* guards all of this; setters check and write under it */
+    bool              frozen;      /* used by a flow: setters refuse with -EBUSY */
+    gnutls_priority_t default_priority;  /* made at freeze when no priority was set */
+    gnutls_datum_t    ticket_key;  /* servers: made at freeze */
+    struct tf_ticket  cache[TF_CACHE_SLOTS];   /* clients: the newest ticket per server */
+    uint64_t          cache_clock;
+};
+
 struct tlsflow_config {
     tlsflow_role    role;
     tlsflow_verify  verify;
@@ -48,26 +47,27 @@ struct tlsflow_config {
     bool            no_resumption;
     unsigned        handshake_timeout_ms;
     size_t          receive_budget;      /* bytes a flow holds before it stops receiving */
+    /* Test seams, set only by tests through this header: the kernel takes the
+     * send key only; a lower AEAD record limit on kTLS TX. */
+    bool            test_ktls_tx_only;
+    uint64_t        test_tx_record_limit;
     gnutls_certificate_credentials_t cred;
     bool            has_ca, has_cert;
     char           *priority_str;
-    gnutls_priority_t priority;
+    gnutls_priority_t priority;          /* the one set; NULL: live->default_priority */
     gnutls_datum_t  alpn[TF_ALPN_MAX];
     size_t          nalpn;
-    gnutls_datum_t  ticket_key;          /* servers */
-    pthread_mutex_t lock;                /* guards `frozen` set-up and the ticket cache */
-    bool            frozen;              /* used by a flow: setters refuse with -EBUSY */
-    struct tf_ticket cache[TF_CACHE_SLOTS];
-    uint64_t        cache_clock;
+    struct tf_config_live *live;
 };
 
-/* config.c: called when a flow first uses the config (system trust, priority). */
-int  tf_hs_config_freeze(tlsflow_config *cfg);
+/* config.c: called when a flow first uses the config (system trust, priority,
+ * servers' ticket key). */
+int  tf_hs_config_freeze(const tlsflow_config *cfg);
 
 /* One TLS session in the making or made. */
 typedef struct tf_session {
     gnutls_session_t s;
-    tlsflow_config  *cfg;
+    const tlsflow_config *cfg;
     tf_buf          *in, *out;
     bool            *in_eof;       /* the transport reached EOF: pull reports it */
     char            *server_name;
@@ -81,11 +81,12 @@ typedef struct tf_session {
     tf_buf           post_in;        /* kernel path: handshake bytes not yet a whole message */
     unsigned         key_updates;    /* the peer's KeyUpdates since its last application data */
     bool             key_update_due; /* userspace: GnuTLS owes the peer a KeyUpdate before data */
+    bool             kernel_rx;      /* the kernel holds the receive key */
     char             alpn[256];      /* the agreed protocol: ALPN names are 1..255 bytes (RFC 7301) */
 } tf_session;
 
 /* session.c */
-int  tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_name,
+int  tf_hs_session_init(tf_session *hs, const tlsflow_config *cfg, const char *server_name,
                         const char *cache_key, tf_buf *in, tf_buf *out, bool *in_eof);
 void tf_hs_session_deinit(tf_session *hs);
 /* 0 when done, GNUTLS_E_AGAIN when it needs more input, else a GnuTLS error. */
@@ -126,6 +127,9 @@ typedef struct {
     bool refuse_renegotiation;/* TLS 1.2 HelloRequest: answer no_renegotiation, go on */
 } tf_post_event;
 #define TF_POST_MSG_MAX (64 * 1024)   /* a post-handshake message larger than this is refused */
+/* From the send key's move to the kernel on, GnuTLS writes no record: the
+ * handshake messages it sends (a KeyUpdate) are captured into post_out. */
+void   tf_hs_capture_handshake(tf_session *hs, tf_buf *post_out);
 void   tf_hs_kernel_rx_begin(tf_session *hs, tf_buf *post_out);
 void   tf_hs_whole_records(tf_session *hs, bool on);
 /* Length of the complete records at the start of p; *missing: bytes the next

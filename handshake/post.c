@@ -23,10 +23,18 @@ static int capture(gnutls_session_t s, gnutls_record_encryption_level_t level,
     return 0;
 }
 
-void tf_hs_kernel_rx_begin(tf_session *hs, tf_buf *post_out)
+void tf_hs_capture_handshake(tf_session *hs, tf_buf *post_out)
 {
+    if (hs->post_out)
+        return;
     hs->post_out = post_out;
     gnutls_handshake_set_read_function(hs->s, capture);
+}
+
+void tf_hs_kernel_rx_begin(tf_session *hs, tf_buf *post_out)
+{
+    tf_hs_capture_handshake(hs, post_out);
+    hs->kernel_rx = true;
 }
 
 /* Only whole records reach GnuTLS from now on, so that it never holds part of
@@ -62,7 +70,7 @@ static int key_update_hook(gnutls_session_t s, unsigned htype, unsigned when, un
     tf_session *hs = gnutls_transport_get_ptr(s);
 
     (void)when;
-    if (htype != GNUTLS_HANDSHAKE_KEY_UPDATE || !incoming || hs->post_out)
+    if (htype != GNUTLS_HANDSHAKE_KEY_UPDATE || !incoming || hs->kernel_rx)
         return 0;   /* the kernel path counts them itself */
     if (++hs->key_updates > TF_MAX_KEY_UPDATES)
         return GNUTLS_E_UNEXPECTED_PACKET;

@@ -63,25 +63,26 @@ static ssize_t vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iov
 
 /* ---- Resumption: clients keep the newest ticket per server. ---- */
 
-static struct tf_ticket *cache_find(tlsflow_config *cfg, const char *key)
+static struct tf_ticket *cache_find(struct tf_config_live *live, const char *key)
 {
     for (size_t i = 0; i < TF_CACHE_SLOTS; i++)
-        if (cfg->cache[i].key && strcmp(cfg->cache[i].key, key) == 0)
-            return &cfg->cache[i];
+        if (live->cache[i].key && strcmp(live->cache[i].key, key) == 0)
+            return &live->cache[i];
     return NULL;
 }
 
 static void cache_load(tf_session *hs)
 {
+    struct tf_config_live *live = hs->cfg->live;
     struct tf_ticket *t;
 
-    pthread_mutex_lock(&hs->cfg->lock);
-    t = cache_find(hs->cfg, hs->cache_key);
+    pthread_mutex_lock(&live->lock);
+    t = cache_find(live, hs->cache_key);
     if (t) {
-        t->used = ++hs->cfg->cache_clock;
+        t->used = ++live->cache_clock;
         gnutls_session_set_data(hs->s, t->data.data, t->data.size);
     }
-    pthread_mutex_unlock(&hs->cfg->lock);
+    pthread_mutex_unlock(&live->lock);
 }
 
 /* Session data holds the resumption secret: its bytes are wiped before the
@@ -98,25 +99,25 @@ void tf_hs_datum_wipe(gnutls_datum_t *d)
 
 static void cache_store(tf_session *hs, gnutls_datum_t *data)
 {
-    tlsflow_config *cfg = hs->cfg;
+    struct tf_config_live *live = hs->cfg->live;
     struct tf_ticket *t;
 
-    pthread_mutex_lock(&cfg->lock);
-    t = cache_find(cfg, hs->cache_key);
+    pthread_mutex_lock(&live->lock);
+    t = cache_find(live, hs->cache_key);
     if (!t) {
-        t = &cfg->cache[0];
+        t = &live->cache[0];
         for (size_t i = 1; i < TF_CACHE_SLOTS && t->key; i++)
-            if (!cfg->cache[i].key || cfg->cache[i].used < t->used)
-                t = &cfg->cache[i];
+            if (!live->cache[i].key || live->cache[i].used < t->used)
+                t = &live->cache[i];
         free(t->key);
         t->key = strdup(hs->cache_key);
     }
     tf_hs_datum_wipe(&t->data);
     t->data = *data;
-    t->used = ++cfg->cache_clock;
+    t->used = ++live->cache_clock;
     if (!t->key)               /* out of memory: forget the slot */
         tf_hs_datum_wipe(&t->data);
-    pthread_mutex_unlock(&cfg->lock);
+    pthread_mutex_unlock(&live->lock);
 }
 
 void tf_hs_note_ticket(tf_session *hs)
@@ -151,7 +152,7 @@ static bool is_ip_literal(const char *name)
 
 static int setup_verify(tf_session *hs)
 {
-    tlsflow_config *cfg = hs->cfg;
+    const tlsflow_config *cfg = hs->cfg;
 
     if (cfg->role == TLSFLOW_SERVER) {
         if (cfg->verify == TLSFLOW_VERIFY_NONE)
@@ -169,7 +170,7 @@ static int setup_verify(tf_session *hs)
     return 0;
 }
 
-int tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_name,
+int tf_hs_session_init(tf_session *hs, const tlsflow_config *cfg, const char *server_name,
                        const char *cache_key, tf_buf *in, tf_buf *out, bool *in_eof)
 {
     unsigned flags;
@@ -192,7 +193,7 @@ int tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_n
         ret = GNUTLS_E_MEMORY_ERROR;
         goto fail;
     }
-    ret = gnutls_priority_set(hs->s, cfg->priority);
+    ret = gnutls_priority_set(hs->s, cfg->priority ? cfg->priority : cfg->live->default_priority);
     if (ret < 0)
         goto fail;
     ret = gnutls_credentials_set(hs->s, GNUTLS_CRD_CERTIFICATE, cfg->cred);
@@ -206,7 +207,7 @@ int tf_hs_session_init(tf_session *hs, tlsflow_config *cfg, const char *server_n
     }
     if (cfg->role == TLSFLOW_SERVER) {
         if (!cfg->no_resumption) {
-            ret = gnutls_session_ticket_enable_server(hs->s, &cfg->ticket_key);
+            ret = gnutls_session_ticket_enable_server(hs->s, &cfg->live->ticket_key);
             if (ret < 0)
                 goto fail;
         }

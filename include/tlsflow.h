@@ -108,6 +108,9 @@ int  tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem);  /* cl
  * and verifies it when given, REQUIRED demands one. */
 int  tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify mode);
 int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priority);
+/* At most 8 protocols, in order of preference; count 0 clears the list.  Each
+ * name is 1..31 bytes: GnuTLS refuses longer ones when a session is set up
+ * (RFC 7301 allows 255), so they are refused here with -EINVAL. */
 int  tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols, size_t count);
 int  tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mode mode);          /* default AUTO */
 int  tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, unsigned ms);        /* default 30000, 0 = none */

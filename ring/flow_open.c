@@ -28,7 +28,7 @@ void tf_flow_stop_timer(tlsflow *f)
 void tf_flow_start_handshake(tlsflow *f, const char *server_name, const char *cache_key,
                              tlsflow_cb *cb, void *arg)
 {
-    tlsflow_config *cfg = (tlsflow_config *)f->cfg;
+    const tlsflow_config *cfg = f->cfg;
     unsigned ms = cfg->handshake_timeout_ms;
     int ret;
 

@@ -16,7 +16,8 @@ static int secret_params(tlsflow *f, unsigned *version, enum tf_ktls_cipher *cip
         *version = s.version;
         *cipher = s.cipher;
         f->tls_version = s.version;
-        f->tx_record_limit = tf_ktls_record_limit(s.version, s.cipher);
+        f->tx_record_limit = f->cfg->test_tx_record_limit ? f->cfg->test_tx_record_limit
+                                                          : tf_ktls_record_limit(s.version, s.cipher);
     }
     tf_ktls_secret_wipe(&s);
     return ret;
@@ -36,7 +37,7 @@ tlsflow_error tf_flow_ktls_plan(tlsflow *f)
         ret = secret_params(f, &version, &cipher);
     if (ret == 0)
         ret = tf_ktls_probe(version, cipher, TF_KTLS_TX);
-    if (ret == 0)
+    if (ret == 0 && !f->cfg->test_ktls_tx_only)
         ret = tf_ktls_probe(version, cipher, TF_KTLS_RX);
     tf_trace(f, "ktls plan: version %#x cipher %d -> %d", version, cipher, ret);
     if (ret < 0) {
@@ -44,8 +45,11 @@ tlsflow_error tf_flow_ktls_plan(tlsflow *f)
             return tf_err(TLSFLOW_E_KTLS_UNAVAILABLE, -ret);
         return tf_err(0, 0);     /* AUTO: userspace records, invisibly */
     }
-    f->tx_path = f->rx_path = PATH_SWITCHING;
-    tf_hs_whole_records(&f->hs, true);
+    f->tx_path = PATH_SWITCHING;
+    if (!f->cfg->test_ktls_tx_only) {
+        f->rx_path = PATH_SWITCHING;
+        tf_hs_whole_records(&f->hs, true);
+    }
     return tf_err(0, 0);
 }
 
@@ -102,6 +106,9 @@ bool tf_flow_ktls_tx_switch(tlsflow *f)
         return switch_failed(f, ret);
     f->tx_path = PATH_KERNEL;
     f->tx_sent = f->tx_pos = 0;    /* from here, positions count plaintext */
+    /* GnuTLS must write no record now; what it would send (the answer to a
+     * KeyUpdate read in userspace) goes through the kernel. */
+    tf_hs_capture_handshake(&f->hs, &f->post_out);
     if (f->cfg->ktls_flags & TLSFLOW_KTLS_ZEROCOPY_RO)
         tf_trace(f, "TLS_TX_ZEROCOPY_RO: %d", tf_ktls_set_flag(f->fd, TF_KTLS_FLAG_ZEROCOPY_RO));
     return true;

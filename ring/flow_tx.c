@@ -38,6 +38,11 @@ void tf_flow_flush(tlsflow *f)
     struct io_uring_sqe *sqe;
     tf_buf t;
 
+    if (f->tx_path == PATH_KERNEL) {
+        /* GnuTLS records have no place on a kTLS socket. */
+        tf_buf_consume(&f->out, f->out.len);
+        return;
+    }
     if (f->send_op.op.busy || f->tx_peer_gone || f->tx_phase == TX_DONE)
         return;
     if (f->sending.len == 0) {

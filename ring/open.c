@@ -17,7 +17,7 @@ static int prepare(tlsflow_loop *loop, const tlsflow_config *cfg, tlsflow_role r
 {
     if (!loop || !cfg || cfg->role != role)
         return -EINVAL;
-    return tf_hs_config_freeze((tlsflow_config *)cfg);
+    return tf_hs_config_freeze(cfg);
 }
 
 static void tune_socket(int fd)
@@ -311,6 +311,21 @@ static int gai_to_errno(int gai, int saved_errno)
     }
 }
 
+/* glibc takes a port that strtoul reads whole as a number and keeps its low
+ * 16 bits ("99999" would bind 34463): such a port must be 0..65535.  Names
+ * ("https") and the empty port go to getaddrinfo as before. */
+static bool is_port_out_of_range(const char *port)
+{
+    unsigned long n;
+    char *end;
+
+    if (!*port)
+        return false;
+    errno = 0;
+    n = strtoul(port, &end, 10);
+    return !*end && (errno == ERANGE || n > 65535);
+}
+
 static int bind_listener(const char *host, const char *port, int *port_out)
 {
     struct addrinfo hints, *res, *ai;
@@ -318,6 +333,8 @@ static int bind_listener(const char *host, const char *port, int *port_out)
     socklen_t sl = sizeof(ss);
     int fd = -1, one = 1, err = EADDRNOTAVAIL, ret;
 
+    if (is_port_out_of_range(port))
+        return -EINVAL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;

@@ -106,7 +106,10 @@ static void test_alpn_limits(void **state)
     assert_int_equal(tlsflow_config_set_alpn(c, empty, 2), -EINVAL);
     assert_int_equal(tlsflow_config_set_alpn(c, null_name, 2), -EINVAL);
     assert_int_equal(tlsflow_config_set_alpn(c, too_long, 1), -EINVAL);
-    long_name[255] = 0;   /* 255 bytes: the most a name may have */
+    /* 31 bytes: the most GnuTLS 3.7.9 takes (RFC 7301 allows 255). */
+    long_name[32] = 0;
+    assert_int_equal(tlsflow_config_set_alpn(c, too_long, 1), -EINVAL);
+    long_name[31] = 0;
     assert_int_equal(tlsflow_config_set_alpn(c, too_long, 1), 0);
     assert_int_equal(tlsflow_config_set_alpn(c, NULL, 0), 0);
     tlsflow_config_free(c);
@@ -418,6 +421,30 @@ static void test_no_callback_inside_call(void **state)
     h_env_fini(&r.e);
 }
 
+/* A numeric port above 65535 is refused; getaddrinfo would keep its low 16
+ * bits ("99999" is 34463, "65536" an ephemeral port). */
+static void test_listen_port_range(void **state)
+{
+    static const char *const over[] = { "65536", "99999", "+99999", "4294967296",
+                                        "99999999999999999999999" };
+    struct h_env e;
+    tlsflow_listener *ls = NULL;
+
+    (void)state;
+    h_env_configs(&e, NULL, NULL);
+    for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+        int ret = tlsflow_listen(e.loop, e.scfg, "127.0.0.1", over[i], h_on_done, &never, &ls);
+        if (ret != -EINVAL)
+            fail_msg("listen on port \"%s\": %d; want -EINVAL", over[i], ret);
+        assert_null(ls);
+    }
+    assert_int_equal(tlsflow_listen(e.loop, e.scfg, "127.0.0.1", "00000", h_on_done, &never, &ls), 0);
+    assert_true(tlsflow_listener_port(ls) > 0);
+    tlsflow_listener_close(ls);
+    assert_int_equal(never.n, 0);
+    h_env_fini(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_frozen_config),
         cmocka_unit_test(test_frozen_by_wrap),
         cmocka_unit_test(test_no_callback_inside_call),
+        cmocka_unit_test(test_listen_port_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

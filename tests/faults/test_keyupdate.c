@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "faults.h"
+#include "handshake/handshake.h"   /* the config's test seams */
 
 #define TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 
@@ -119,6 +120,12 @@ static void storm(fx_peer *p)
     p->arg = (void *)(intptr_t)gnutls_alert_get(p->s);
 }
 
+static bool expect_ktls(void)
+{
+    const char *v = getenv("TLSFLOW_EXPECT_KTLS");
+    return v && !strcmp(v, "1");
+}
+
 static void run(fx_peer *p, struct echo *e, tlsflow_loop **loopp, tlsflow_config **cfgp)
 {
     int a, b;
@@ -194,11 +201,184 @@ static void test_key_update_storm(void **s)
     assert_true(fx_cpu_seconds() - cpu0 < 5.0);   /* no busy loop */
 }
 
+/* ---- The kernel holds only the send key: GnuTLS reads the KeyUpdate in
+ * userspace, its answer goes out through the kernel ---- */
+
+static void on_open_check_tx_only(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    tlsflow_info info;
+
+    on_open(f, r, arg);
+    if (r->status == TLSFLOW_OK && expect_ktls()) {
+        assert_int_equal(tlsflow_get_info(f, &info), 0);
+        assert_int_equal(info.ktls_tx, 1);
+        assert_int_equal(info.ktls_rx, 0);
+    }
+}
+
+static void test_reply_with_kernel_tx_only(void **s)
+{
+    static struct echo e;
+    fx_peer p = { .script = ask_and_echo };
+    tlsflow_loop *loop;
+    tlsflow_config *cfg;
+    int a, b;
+
+    (void)s;
+    memset(&e, 0, sizeof(e));
+    cfg = fx_server_config(TLS13, 3000);
+    cfg->test_ktls_tx_only = true;
+    assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
+    fx_tcp_pair(&a, &b);
+    assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, on_open_check_tx_only, &e), 0);
+    p.fd = a;
+    p.priority = TLS13;
+    fx_peer_start(&p);
+    assert_true(fx_run_until(loop, &e.open_done, 8000));
+    assert_non_null(e.flow);
+    finish(&p, &e, loop, cfg);
+    assert_int_equal(p.result, 0);
+    if (e.failed && e.error.code == TLSFLOW_E_REKEY) {
+        print_message("skipped: %s\n", tlsflow_error_message(e.error));
+        skip();
+    }
+    if (p.count != 18)
+        fail_msg("the peer read %ld (%s) instead of the 18-byte echo", p.count,
+                 p.count < 0 ? gnutls_strerror((int)p.count) : "bytes");
+    assert_int_equal((int)(intptr_t)p.arg, 1);
+}
+
+/* ---- The AEAD record limit on kTLS TX, lowered: records counted as the
+ * kernel cuts them ---- */
+
+#define LIMIT_SLACK 1024     /* the library renews the key this many records early */
+#define LIMIT_RECORDS 40     /* records allowed under one key in this test */
+#define SMALL 1000           /* bytes per write: 16 writes and more fill one record */
+#define SMALL_WRITES 2000
+
+static struct {
+    int records_before_ku;   /* data records the peer read before our KeyUpdate */
+    int records;
+    bool ku_seen;
+    long bytes;
+} lim;
+
+static int note_ku(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                   const gnutls_datum_t *msg)
+{
+    (void)s;
+    (void)when;
+    (void)msg;
+    if (htype == GNUTLS_HANDSHAKE_KEY_UPDATE && incoming && !lim.ku_seen) {
+        lim.ku_seen = true;
+        lim.records_before_ku = lim.records;
+    }
+    return 0;
+}
+
+/* Reads every record (gnutls_record_recv returns at most one record each). */
+static void count_records(fx_peer *p)
+{
+    char buf[32768];
+    ssize_t n;
+
+    gnutls_handshake_set_hook_function(p->s, GNUTLS_HANDSHAKE_KEY_UPDATE, GNUTLS_HOOK_PRE, note_ku);
+    while (lim.bytes < (long)SMALL * SMALL_WRITES) {
+        n = gnutls_record_recv(p->s, buf, sizeof(buf));
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+            continue;
+        if (n <= 0) {
+            p->result = (int)n;
+            return;
+        }
+        lim.records++;
+        lim.bytes += n;
+    }
+}
+
+static void on_small_written(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct echo *e = arg;
+
+    (void)f;
+    if (r->status != TLSFLOW_OK) {
+        e->failed = 1;
+        e->error = r->error;
+    }
+}
+
+static void on_open_write_small(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    static uint8_t data[SMALL];
+    struct echo *e = arg;
+
+    e->open_done = 1;
+    if (r->status != TLSFLOW_OK)
+        return;
+    e->flow = f;
+    memset(data, 'r', sizeof(data));
+    for (int i = 0; i < SMALL_WRITES; i++)
+        assert_int_equal(tlsflow_write(f, data, sizeof(data), on_small_written, e), 0);
+}
+
+static void test_record_limit_counts_kernel_records(void **s)
+{
+    static struct echo e;
+    fx_peer p = { .script = count_records };
+    tlsflow_loop *loop;
+    tlsflow_config *cfg;
+    tlsflow_info info;
+    int a, b;
+
+    (void)s;
+    memset(&e, 0, sizeof(e));
+    memset(&lim, 0, sizeof(lim));
+    cfg = fx_server_config(TLS13, 3000);
+    cfg->test_tx_record_limit = LIMIT_SLACK + LIMIT_RECORDS;
+    assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
+    fx_tcp_pair(&a, &b);
+    assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, on_open_write_small, &e), 0);
+    p.fd = a;
+    p.priority = TLS13;
+    fx_peer_start(&p);
+    assert_true(fx_run_until(loop, &e.open_done, 8000));
+    assert_non_null(e.flow);
+    assert_int_equal(tlsflow_get_info(e.flow, &info), 0);
+    if (!info.ktls_tx) {
+        tlsflow_free(e.flow);
+        e.freed = 1;
+        finish(&p, &e, loop, cfg);
+        if (expect_ktls())
+            fail_msg("TLSFLOW_EXPECT_KTLS=1 but the send key is not in the kernel");
+        print_message("skipped: the kernel does not hold the send key (the limit is GnuTLS's then)\n");
+        skip();
+    }
+    finish(&p, &e, loop, cfg);
+    if (e.failed && e.error.code == TLSFLOW_E_REKEY) {
+        /* Before 6.14 the kernel cannot take a new key: the flow ends at the
+         * limit instead of wearing the key out. */
+        print_message("kernel without rekey: %s after %d records\n", tlsflow_error_message(e.error),
+                      lim.records);
+        assert_true(lim.records >= LIMIT_RECORDS - 4 && lim.records <= LIMIT_RECORDS + 4);
+        return;
+    }
+    print_message("%d records (%ld bytes), KeyUpdate after %d\n", lim.records, lim.bytes,
+                  lim.records_before_ku);
+    assert_false(e.failed);
+    assert_int_equal(lim.bytes, (long)SMALL * SMALL_WRITES);
+    assert_true(lim.ku_seen);
+    /* Counted per started 16 KiB of each 1000-byte send, 40 records would be
+     * 40 sends (40 kB): the kernel cuts 16 KiB records from them. */
+    assert_true(lim.records_before_ku >= LIMIT_RECORDS - 4 && lim.records_before_ku <= LIMIT_RECORDS + 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reply_before_small_write),
         cmocka_unit_test(test_key_update_storm),
+        cmocka_unit_test(test_reply_with_kernel_tx_only),
+        cmocka_unit_test(test_record_limit_counts_kernel_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
