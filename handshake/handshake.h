@@ -82,6 +82,7 @@ typedef struct tf_session {
     unsigned         key_updates;    /* the peer's KeyUpdates since its last application data */
     bool             key_update_due; /* userspace: GnuTLS owes the peer a KeyUpdate before data */
     bool             kernel_rx;      /* the kernel holds the receive key */
+    bool             no_renegotiation; /* a HelloRequest read: the warning is owed (kernel TX) */
     char             alpn[256];      /* the agreed protocol: ALPN names are 1..255 bytes (RFC 7301) */
 } tf_session;
 

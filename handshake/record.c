@@ -21,11 +21,18 @@ ssize_t tf_hs_recv_packet(tf_session *hs, gnutls_packet_t *pkt, const void **dat
          * one is answered with a fatal alert (reading on would make GnuTLS
          * 3.7.9 fail and leak the record it holds). */
         if (ret == GNUTLS_E_REHANDSHAKE) {
+            /* With the send key in the kernel GnuTLS writes no record: ring/
+             * sends the warning through the kernel (hs->no_renegotiation),
+             * and the fatal alert from the error it gets. */
             if (hs->cfg->role == TLSFLOW_CLIENT) {
-                gnutls_alert_send(hs->s, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
+                if (hs->post_out)
+                    hs->no_renegotiation = true;
+                else
+                    gnutls_alert_send(hs->s, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
                 continue;
             }
-            gnutls_alert_send(hs->s, GNUTLS_AL_FATAL, GNUTLS_A_NO_RENEGOTIATION);
+            if (!hs->post_out)
+                gnutls_alert_send(hs->s, GNUTLS_AL_FATAL, GNUTLS_A_NO_RENEGOTIATION);
         }
         break;
     }

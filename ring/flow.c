@@ -368,7 +368,7 @@ TLSFLOW_PUBLIC void tlsflow_free(tlsflow *f)
         return;
     f->freed = true;
     tf_flow_stop_timer(f);
-    if (f->tx_phase < TX_ALERTING && !(f->tx_phase == TX_SHUT && f->peer_closed)) {
+    if (f->tx_phase < TX_ALERTING && !(f->tx_phase == TX_SHUT && f->rx_end == RX_NOTIFIED)) {
         /* An open flow is reset, not closed: the peer must not take it for
          * a clean end. */
         struct linger lg = { 1, 0 };

@@ -50,7 +50,7 @@ static void control_record(tlsflow *f, int type, const uint8_t *body, size_t len
         if (tf_ktls_parse_alert(body, len, &alert) < 0)
             tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_DECODE_ERROR);
         else if (alert.is_close_notify)
-            f->peer_closed = true;
+            tf_rx_end(f, RX_NOTIFIED);
         else if (alert.is_fatal)
             tf_flow_rx_fail(f, tf_err(TLSFLOW_E_ALERT, alert.description), -1);
         break;
@@ -75,8 +75,8 @@ static void control_record(tlsflow *f, int type, const uint8_t *body, size_t len
 
 void tf_flow_krx_segment(tlsflow *f, const uint8_t *p, size_t len, int type, bool in_place)
 {
-    if (f->rx_err.code)
-        return;                   /* after an error nothing more is taken */
+    if (f->rx_end != RX_LIVE)
+        return;                   /* after the end (an error, close_notify) nothing more is taken */
     if (type == TF_REC_DATA) {
         f->hs.key_updates = 0;
         if (in_place) {
@@ -134,18 +134,18 @@ void tf_flow_krx_progress(tlsflow *f)
                 tf_pool_release(&f->loop->in_pool, &f->in);
             continue;
         }
-        if (f->peer_closed) {
+        if (f->rx_end == RX_NOTIFIED) {
             if (!f->read_cb)
                 return;
             tf_flow_complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
             continue;
         }
-        if (f->rx_truncated) {
+        if (f->rx_end == RX_CUT) {
             if (f->read_cb)
                 tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
             return;
         }
-        if (f->rx_err.code) {         /* everything before it was read */
+        if (f->rx_end == RX_BAD) {         /* everything before it was read */
             tf_flow_fail(f, f->rx_err);
             return;
         }

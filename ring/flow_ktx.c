@@ -50,7 +50,7 @@ static void ktx_done(tlsflow *f, int res, unsigned flags)
         f->tx_peer_gone = true;
         /* A reset before the peer's close_notify cut the stream: the whole
          * flow learns it now, whichever side saw it first. */
-        if (res == -ECONNRESET && !f->peer_closed)
+        if (res == -ECONNRESET && f->rx_end != RX_NOTIFIED)
             tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
     } else if (res == -EBADMSG) {
         /* A record that failed to decrypt poisons the whole socket: the

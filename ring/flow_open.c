@@ -80,9 +80,10 @@ static void drain_before_switch(tlsflow *f)
     size_t len;
     ssize_t ret;
 
-    while (f->in.len && !f->held && !f->rx_err.code) {
+    while (f->in.len && !f->held && f->rx_end != RX_BAD) {
         pkt = NULL;
         ret = tf_hs_recv_packet(&f->hs, &pkt, &data, &len);
+        tf_flow_owed_by_gnutls(f);
         if (ret > 0) {
             f->held = pkt;
             f->held_data = data;
@@ -93,7 +94,7 @@ static void drain_before_switch(tlsflow *f)
         if (ret == GNUTLS_E_AGAIN)
             return;               /* part of a record: the receive side finishes it */
         if (ret == 0)
-            f->peer_closed = true;
+            tf_rx_end(f, RX_NOTIFIED);
         else
             tf_flow_rx_fail(f, tf_hs_error(&f->hs, (int)ret), tf_hs_alert_for((int)ret));
         return;
@@ -151,7 +152,7 @@ void tf_flow_open_progress(tlsflow *f)
      * the receive side switches at the next record boundary. */
     if (f->rx_path == PATH_SWITCHING && !f->recv_op.op.busy) {
         drain_before_switch(f);
-        if (f->rx_path == PATH_SWITCHING && f->in.len == 0 && !f->held && !f->rx_err.code &&
+        if (f->rx_path == PATH_SWITCHING && f->in.len == 0 && !f->held && f->rx_end != RX_BAD &&
             !tf_flow_ktls_rx_switch(f)) {
             open_failed(f, f->err);
             return;

@@ -184,7 +184,7 @@ void tf_flow_post_recv(tlsflow *f, size_t max)
     void *dst = NULL;
     size_t want;
 
-    if (f->recv_op.op.busy || f->rx_eof || f->rx_errno || f->rx_err.code || f->freed ||
+    if (f->recv_op.op.busy || f->rx_eof || f->rx_errno || f->rx_end != RX_LIVE || f->freed ||
         f->err.code)
         return;
     want = allowance(f);
@@ -247,7 +247,7 @@ static tlsflow_error transport_error(const tlsflow *f)
 void tf_flow_end_of_stream(tlsflow *f, tlsflow_error err)
 {
     if (err.code == TLSFLOW_E_TRUNCATED && f->tx_phase >= TX_BYE && f->tx_phase <= TX_SHUT) {
-        f->rx_truncated = true;
+        tf_rx_end(f, RX_CUT);
         if (f->read_cb)
             tf_flow_complete_read(f, TLSFLOW_ERROR, NULL, 0, err);
         tf_flow_schedule(f);
@@ -260,8 +260,9 @@ void tf_flow_end_of_stream(tlsflow *f, tlsflow_error err)
  * already encrypted for it), the reader learns it after the bytes before it. */
 void tf_flow_rx_fail(tlsflow *f, tlsflow_error err, int alert)
 {
-    if (f->rx_err.code)
+    if (f->rx_end != RX_LIVE)
         return;
+    f->rx_end = RX_BAD;
     f->rx_err = err;
     tf_ring_cancel(f->loop, &f->recv_op.op);
     tf_flow_tx_alert(f, alert);   /* writes stop here: the alert is the last thing the peer gets */
@@ -315,6 +316,20 @@ static void answer_key_update(tlsflow *f)
     tf_flow_schedule(f);
 }
 
+void tf_flow_owed_by_gnutls(tlsflow *f)
+{
+    if (f->tx_path != PATH_KERNEL)
+        return;
+    if (f->hs.key_update_due)
+        answer_key_update(f);
+    if (f->hs.no_renegotiation && f->kio) {
+        f->hs.no_renegotiation = false;
+        f->kio->warning[0] = 1;
+        f->kio->warning[1] = GNUTLS_A_NO_RENEGOTIATION;
+        tf_flow_schedule(f);
+    }
+}
+
 static void hold(tlsflow *f, gnutls_packet_t pkt, const void *data, size_t len)
 {
     f->held = pkt;
@@ -349,20 +364,20 @@ static void user_rx_progress(tlsflow *f)
             return;
         /* Read when the application waits, or to see the peer's close while
          * closing — holding at most one record nobody asked for yet. */
-        if (f->rx_truncated) {
+        if (f->rx_end == RX_CUT) {
             if (f->read_cb)
                 tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
             return;
         }
-        if (f->rx_err.code && !f->held) {
+        if (f->rx_end == RX_BAD && !f->held) {
             tf_flow_fail(f, f->rx_err);
             return;
         }
-        if (!f->read_cb && !(f->close_cb && !f->held && !f->peer_closed))
+        if (!f->read_cb && !(f->close_cb && !f->held && f->rx_end != RX_NOTIFIED))
             return;
         /* While someone reads, the next bytes are on their way as this
          * record is decrypted (within the budget). */
-        if (f->rx_path == PATH_USER && !f->peer_closed && !f->rx_eof)
+        if (f->rx_path == PATH_USER && f->rx_end != RX_NOTIFIED && !f->rx_eof)
             tf_flow_post_recv(f, 0);
         if (f->held) {
             if (!f->read_cb)
@@ -373,7 +388,7 @@ static void user_rx_progress(tlsflow *f)
             tf_hs_packet_free(pkt);
             continue;
         }
-        if (f->peer_closed) {
+        if (f->rx_end == RX_NOTIFIED) {
             tf_flow_complete_read(f, TLSFLOW_EOF, NULL, 0, no_error);
             continue;
         }
@@ -383,8 +398,7 @@ static void user_rx_progress(tlsflow *f)
         }
         pkt = NULL;
         ret = tf_hs_recv_packet(&f->hs, &pkt, &data, &len);
-        if (f->tx_path == PATH_KERNEL && f->hs.key_update_due)
-            answer_key_update(f);
+        tf_flow_owed_by_gnutls(f);
         if (ret > 0) {
             tf_hs_note_app_data(&f->hs);
             hold(f, pkt, data, len);
@@ -394,7 +408,7 @@ static void user_rx_progress(tlsflow *f)
         tf_trace(f, "userspace record read: %zd, %zu bytes left, rx path %d", ret, f->in.len,
                  f->rx_path);
         if (ret == 0) {
-            f->peer_closed = true;
+            tf_rx_end(f, RX_NOTIFIED);
             continue;
         }
         /* GnuTLS may have answered something (a KeyUpdate) on its own. */

@@ -24,7 +24,7 @@ static void send_done(tlsflow *f, int res, unsigned flags)
         f->tx_peer_gone = true;
         /* A reset before the peer's close_notify cut the stream: the whole
          * flow learns it now, whichever side saw it first. */
-        if (res == -ECONNRESET && !f->peer_closed)
+        if (res == -ECONNRESET && f->rx_end != RX_NOTIFIED)
             tf_flow_end_of_stream(f, tf_err(TLSFLOW_E_TRUNCATED, 0));
     } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
         if (f->tx_phase == TX_ALERTING)
@@ -206,7 +206,7 @@ void tf_flow_close_progress(tlsflow *f)
         io_uring_prep_shutdown(sqe, f->fd, SHUT_WR);
         return;
     }
-    if (f->tx_phase != TX_SHUT || f->shut_op.op.busy || !(f->peer_closed || f->rx_truncated))
+    if (f->tx_phase != TX_SHUT || f->shut_op.op.busy || !(f->rx_end == RX_NOTIFIED || f->rx_end == RX_CUT))
         return;
     cb = f->close_cb;
     f->close_cb = NULL;

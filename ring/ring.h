@@ -158,6 +158,18 @@ enum tf_flow_state { FLOW_OPENING, FLOW_OPEN, FLOW_DEAD };
  *                  application's buffers (tx). */
 enum tf_path { PATH_HANDSHAKE, PATH_USER, PATH_SWITCHING, PATH_KERNEL };
 
+/* How the incoming stream ended, once it has; set once, from RX_LIVE.  Reads
+ * learn it after every byte that came before it:
+ *  RX_LIVE      records may still come.
+ *  RX_NOTIFIED  the peer's close_notify: reads get EOF.
+ *  RX_CUT       the peer dropped the connection after our close_notify: the
+ *               close completes, reads get TLSFLOW_E_TRUNCATED.
+ *  RX_BAD       a fatal error in what came (rx_err); the peer has been told.
+ * Nothing is received once it is not RX_LIVE.  A transport that ends
+ * (rx_eof, rx_errno) is not yet an end of the stream: GnuTLS or the kernel
+ * first says what the bytes before it were. */
+enum tf_rx_end { RX_LIVE, RX_NOTIFIED, RX_CUT, RX_BAD };
+
 /* The send side's phase, in order (it only moves forward):
  *  TX_OPEN      writes are taken.
  *  TX_BYE       close_notify is queued behind the last write.
@@ -196,11 +208,10 @@ struct tlsflow {
     tf_fop             recv_op;
     size_t             rx_held;     /* received bytes held, as counted in the loop's total */
     tf_link            park;        /* on the loop's list while its memory limit stops us */
-    bool               rx_eof;      /* TCP FIN seen */
-    int                rx_errno;    /* recv failed with this errno */
-    tlsflow_error      rx_err;      /* found by the receive side: reported after the bytes before it */
-    bool               peer_closed; /* close_notify seen */
-    bool               rx_truncated;/* the peer dropped the connection after our close_notify */
+    bool               rx_eof;      /* transport: TCP FIN seen (GnuTLS's pull reads it too) */
+    int                rx_errno;    /* transport: a receive failed with this errno */
+    enum tf_rx_end     rx_end;
+    tlsflow_error      rx_err;      /* RX_BAD: the error */
     tlsflow_cb        *read_cb;     /* a read is pending */
     void              *read_arg;
 
@@ -281,6 +292,10 @@ void tf_flow_complete_read(tlsflow *f, tlsflow_status st, const void *data, size
 void tf_flow_end_of_stream(tlsflow *f, tlsflow_error err);
 void tf_flow_rx_fail(tlsflow *f, tlsflow_error err, int alert);
 void tf_flow_take_in(tlsflow *f, const uint8_t *src, size_t len);
+/* After GnuTLS read a record in userspace while the kernel holds the send
+ * key: what GnuTLS owes the peer (a KeyUpdate, a no_renegotiation warning)
+ * goes out through the kernel. */
+void tf_flow_owed_by_gnutls(tlsflow *f);
 
 /* flow_krx.c: the kernel's receive side */
 /* A piece of one record the kernel decrypted, of the given type; in_place:
@@ -312,6 +327,12 @@ void tf_flow_ktls_attach_early(tlsflow *f);
 bool tf_flow_ktls_tx_switch(tlsflow *f);   /* false: the flow failed */
 bool tf_flow_ktls_rx_switch(tlsflow *f);
 int  tf_flow_ktls_install(tlsflow *f, enum tf_ktls_dir dir);
+
+static inline void tf_rx_end(tlsflow *f, enum tf_rx_end end)
+{
+    if (f->rx_end == RX_LIVE)
+        f->rx_end = end;
+}
 
 static inline tlsflow_error tf_err(tlsflow_errcode code, int detail)
 {

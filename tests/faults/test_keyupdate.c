@@ -17,6 +17,7 @@
 
 #include "faults.h"
 #include "handshake/handshake.h"   /* the config's test seams */
+#include "ktls/ktls.h"             /* whether this kernel can take a new key */
 
 #define TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 
@@ -79,6 +80,8 @@ static int count_key_updates(gnutls_session_t s, unsigned htype, unsigned when, 
     return 0;
 }
 
+static int peer_alert;   /* the fatal alert the peer got instead of the echo, -1 none */
+
 /* KeyUpdate(update_requested), then 18 bytes; the echo must come after our
  * KeyUpdate. */
 static void ask_and_echo(fx_peer *p)
@@ -98,6 +101,7 @@ static void ask_and_echo(fx_peer *p)
     } while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
     p->count = n;
     p->arg = (void *)(intptr_t)key_updates_seen;   /* KeyUpdates seen before the echo */
+    peer_alert = n == GNUTLS_E_FATAL_ALERT_RECEIVED ? (int)gnutls_alert_get(p->s) : -1;
 }
 
 /* 40 KeyUpdates in a row, then data: the flow must end with an alert. */
@@ -222,6 +226,8 @@ static void test_reply_with_kernel_tx_only(void **s)
     fx_peer p = { .script = ask_and_echo };
     tlsflow_loop *loop;
     tlsflow_config *cfg;
+    tlsflow_info info;
+    bool kernel_tx;
     int a, b;
 
     (void)s;
@@ -236,11 +242,18 @@ static void test_reply_with_kernel_tx_only(void **s)
     fx_peer_start(&p);
     assert_true(fx_run_until(loop, &e.open_done, 8000));
     assert_non_null(e.flow);
+    assert_int_equal(tlsflow_get_info(e.flow, &info), 0);
+    kernel_tx = info.ktls_tx;
     finish(&p, &e, loop, cfg);
     assert_int_equal(p.result, 0);
-    if (e.failed && e.error.code == TLSFLOW_E_REKEY) {
-        print_message("skipped: %s\n", tlsflow_error_message(e.error));
-        skip();
+    if (kernel_tx && !tf_ktls_has_rekey(0x0304)) {
+        /* Before 6.14 the kernel takes no second send key: the flow says so
+         * under the key the peer reads, and announces no KeyUpdate. */
+        print_message("kernel without rekey: the peer got alert %d, %d KeyUpdates\n", peer_alert,
+                      (int)(intptr_t)p.arg);
+        assert_int_equal(peer_alert, GNUTLS_A_INTERNAL_ERROR);
+        assert_int_equal((int)(intptr_t)p.arg, 0);
+        return;
     }
     if (p.count != 18)
         fail_msg("the peer read %ld (%s) instead of the 18-byte echo", p.count,
