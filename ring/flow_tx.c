@@ -239,8 +239,17 @@ static bool out_buffer(tlsflow *f)
  * it is given: a peer that stops reading leaves one batch in flight, no more. */
 static bool encrypt_batch(tlsflow *f)
 {
-    if (f->tx_peer_gone || (f->tx_congested && f->send_op.op.busy))
+    if (f->tx_peer_gone)
         return true;
+    if (f->tx_congested && f->send_op.op.busy) {
+        /* File bytes read ahead wait in no buffer of ours: they are read
+         * again (from the page cache) once the socket drains. */
+        if (f->fbuf.len && !f->file_op.op.busy) {
+            f->fbuf.len = 0;
+            tf_pool_release(&f->loop->file_pool, &f->fbuf);
+        }
+        return true;
+    }
     return out_buffer(f) && encrypt_writes(f);
 }
 
