@@ -8,11 +8,13 @@
 static void timer_done(tlsflow *f, int res, unsigned flags)
 {
     (void)flags;
-    if (res == -ETIME && f->state == FLOW_OPENING && !f->err.code) {
-        f->err = tf_err(TLSFLOW_E_TIMEOUT, 0);
-        /* Wakes the receive in flight; the task then fails the opening. */
-        shutdown(f->fd, SHUT_RDWR);
-    }
+    if (res == -ECANCELED || res == 0 || f->state != FLOW_OPENING || f->err.code)
+        return;
+    /* Expired, or could not be armed: a handshake without its deadline is
+     * not let run. */
+    f->err = res == -ETIME ? tf_err(TLSFLOW_E_TIMEOUT, 0) : tf_err(TLSFLOW_E_SYSTEM, -res);
+    /* Wakes the receive in flight; the task then fails the opening. */
+    shutdown(f->fd, SHUT_RDWR);
 }
 
 void tf_flow_stop_timer(tlsflow *f)
