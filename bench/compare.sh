@@ -460,6 +460,11 @@ if [ "$WRITE" = 1 ]; then
             skip && /^$/ { skip = 0; next }
             { skip = 0; print }
             END { if (code) print "```" }'
+        # bench/memory.sh's section is its own: kept as it was
+        if [ -f "$OUT" ] && grep -q '^<!-- memory.sh: begin' "$OUT"; then
+            echo
+            sed -n '/^<!-- memory.sh: begin/,/^<!-- memory.sh: end/p' "$OUT"
+        fi
     } > "$OUT.tmp"
     mv "$OUT.tmp" "$OUT"
     echo "wrote $OUT"
