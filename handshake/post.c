@@ -130,7 +130,10 @@ int tf_hs_feed_handshake(tf_session *hs, const uint8_t *p, size_t len, tf_post_e
     }
     if (len == 0)
         return 0;       /* an empty fragment carries nothing */
-    if (b->len + len > TF_POST_MSG_MAX + 4)
+    /* A record is at most 16 KiB; the message being joined is bounded below
+     * (its header names its size), so `post_in` stays under
+     * TF_POST_MSG_MAX + 4 plus one record. */
+    if (len > TF_POST_MSG_MAX)
         return GNUTLS_E_HANDSHAKE_TOO_LARGE;
     if (tf_buf_reserve(b, len))
         return GNUTLS_E_MEMORY_ERROR;

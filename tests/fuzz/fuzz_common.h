@@ -18,6 +18,7 @@ typedef struct {
     tf_buf     in, out, post_out;
     bool       eof;
     bool       is_init;
+    unsigned   key_updates_in;   /* KeyUpdates read, once fz_count_key_updates is on */
 } fz_side;
 
 /* Configurations made once per process.  version: 0x0304 (default) or 0x0303. */
@@ -35,6 +36,10 @@ void fz_side_deinit(fz_side *s);
 bool fz_buf_put(tf_buf *b, const void *p, size_t n);
 /* Moves everything in from->out to to->in. */
 void fz_transfer(fz_side *from, fz_side *to);
+
+/* Counts, in s->key_updates_in, the KeyUpdates s's GnuTLS accepts from its
+ * peer (for a side that is not under test: it takes the session's hook). */
+void fz_count_key_updates(fz_side *s);
 
 /* Drives both handshakes until done: 0, or the first GnuTLS error. */
 int fz_handshake_pair(fz_side *cli, fz_side *srv);

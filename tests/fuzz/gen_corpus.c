@@ -93,7 +93,7 @@ static void live_programs(void)
     static const uint8_t bye[] = { 1, 0, 2, 'h', 'i', 3 };
     static const uint8_t keyupd[] = { 4, 1, 1, 0, 3, 'a', 'b', 'c', 6, 1, 'z', 9, 1, 0, 1, 'q' };
     static const uint8_t reneg[] = { 5, 0, 1, 0, 1, 'x', 6, 1, 'y', 1, 0, 1, 'z' };
-    static const uint8_t corrupt[] = { 1, 0, 4, 'd', 'a', 't', 'a', 7, 0, 9, 0x40 };
+    static const uint8_t corrupt[] = { 1, 0, 4, 'd', 'a', 't', 'a', 7, 0, 1, 0x40, 4, 'd', 'a', 't', 'a' };
     static const uint8_t trunc[] = { 1, 0, 4, 'd', 'a', 't', 'a', 8 };
     static const uint8_t garbage[] = { 0, 10, 0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5 };
     static const uint8_t ccs[] = { 0, 6, 0x14, 0x03, 0x03, 0x00, 0x01, 0x01, 1, 0, 1, 'k' };
@@ -101,6 +101,19 @@ static void live_programs(void)
     static const uint8_t whole[] = { 10, 1, 1, 0, 3, 'a', 'b', 'c', 0, 3, 0x17, 0x03, 0x03 };
     static const uint8_t storm[] = { 2, 1, 0, 2, 1, 0, 2, 1, 0, 2, 1, 0, 2, 1, 0, 2, 1, 0,
                                      2, 1, 0, 2, 1, 0, 2, 1, 100, 2, 1, 100, 1, 0, 1, 'x' };
+    /* Asked for our KeyUpdate, then small, record-sized and file writes:
+     * the answer must precede the data (tf_hs_cork / tf_hs_sent_uncorked). */
+    static const uint8_t ku_writes[] = { 4, 1, 6, 3, 'a', 'b', 'c', 4, 1, 11, 1, 0, 2, 'x', 'y', 0x41,
+                                         4, 3, 11, 2, 0, 1, 'q', 2 | 8 << 2, 5, 1, 9, 4, 1, 11, 0,
+                                         2 | 40 << 2, 0, 6, 1, 'z' };
+    static const uint8_t writes[] = { 11, 2, 0, 3, 'o', 'n', 'e', 1 | 16 << 2, 0, 2, 't', 'w',
+                                      11, 0, 2 | 32 << 2, 0x80, 6, 0, 11, 1, 1 | 63 << 2, 1 };
+    /* More KeyUpdates than GnuTLS takes in a second: refused, with an alert. */
+    static const uint8_t ku_storm[] = { 4, 31, 6, 1, 'a', 4, 30, 1, 0, 1, 'b' };
+    /* Failed records answered with an alert the peer must read back. */
+    static const uint8_t bad_mac[] = { 6, 2, 'h', 'i', 7, 0, 20, 0x10, 5, 'h', 'e', 'l', 'l', 'o' };
+    static const uint8_t bad_type[] = { 0, 6, 0x18, 0x03, 0x03, 0x00, 0x01, 0x00 };
+    static const uint8_t short_rec[] = { 0, 6, 0x17, 0x03, 0x03, 0x00, 0x01, 0x00, 9, 1, 0, 1, 'x' };
     static const struct { const char *name; const uint8_t *p; size_t n; } progs[] = {
         { "data", data, sizeof(data) },       { "alerts", alerts, sizeof(alerts) },
         { "bye", bye, sizeof(bye) },          { "keyupdate", keyupd, sizeof(keyupd) },
@@ -108,6 +121,9 @@ static void live_programs(void)
         { "truncated", trunc, sizeof(trunc) }, { "garbage", garbage, sizeof(garbage) },
         { "ccs", ccs, sizeof(ccs) },          { "oversized", big, sizeof(big) },
         { "whole-records", whole, sizeof(whole) }, { "alert-storm", storm, sizeof(storm) },
+        { "keyupdate-writes", ku_writes, sizeof(ku_writes) }, { "writes", writes, sizeof(writes) },
+        { "keyupdate-storm", ku_storm, sizeof(ku_storm) }, { "bad-mac", bad_mac, sizeof(bad_mac) },
+        { "bad-type", bad_type, sizeof(bad_type) }, { "short-record", short_rec, sizeof(short_rec) },
     };
     char name[64];
 
@@ -136,6 +152,49 @@ static size_t cmsg_put(uint8_t *buf, size_t off, int level, int type, const void
     memcpy(buf + off, &c, sizeof(c));
     memcpy(buf + off + CMSG_LEN(0), p, n);
     return off + CMSG_SPACE(n);
+}
+
+/* Mode 4 of fuzz_control: handshake streams cut into records (see
+ * stream_mode there).  NST: a NewSessionTicket body (25 bytes). */
+#define NST 0, 0, 0x1c, 0x20, 1, 2, 3, 4, 4, 'n', 'o', 'n', 'c', 0, 8, 't', 'i', 'c', 'k', 'e', 't', \
+            '0', '1', 0, 0
+#define KU(req) 0, 24, 0, 1, req
+static void streams(void)
+{
+    /* byte 0: mode 4; byte 1: bit 0 server, bit 1 TLS 1.2 */
+    static const uint8_t ku_split[] = { 4, 0, 3, 0, 2, 3, 0, 4, KU(1) };
+    static const uint8_t ku_followed[] = { 4, 0, KU(0), 0, 4, 0, 25, NST };
+    static const uint8_t tickets_ku[] = { 4, 0, 0, 4, 0, 25, NST, 0, 4, 0, 25, NST, KU(1), 2, KU(0) };
+    static const uint8_t nst_split[] = { 4, 0, 3, 0, 1, 3, 0, 7, 3, 0, 20, 3, 0, 29, 3, 0, 31,
+                                         0, 4, 0, 25, NST, 0, 4, 0, 25, NST };
+    static const uint8_t ku_row[] = { 4, 1, KU(0), 2, KU(1), 4, KU(0), 2, KU(0), 2, KU(1), 4,
+                                      KU(0), 2, KU(0), 2, KU(0), 2, KU(0), 2, KU(0) };
+    static const uint8_t big[] = { 4, 0, 5, 4, 132, 2, KU(0) };
+    static const uint8_t big_next[] = { 4, 0, 3, 0, 100, 5, 4, 132, KU(0) };
+    static const uint8_t too_big[] = { 4, 0, 5, 4, 133 };
+    static const uint8_t lying[] = { 4, 0, 1, 4, 0x01, 0x00, 0x00, 8, 1, 2, 3, 4, 5, 6, 7, 8, 2,
+                                     1, 24, 0, 0, 0, 0 };
+    static const uint8_t hello_req12[] = { 4, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 3, 0, 2, 0, 0, 0, 0,
+                                           0, 1, 0, 2, 3, 3 };
+    static const uint8_t client_hello12[] = { 4, 3, 0, 1, 0, 4, 3, 3, 0, 0 };
+    static const uint8_t hello_req13[] = { 4, 0, 0, 0, 0, 0 };
+    static const struct { const char *name; const uint8_t *p; size_t n; } s[] = {
+        { "stream-keyupdate-split", ku_split, sizeof(ku_split) },
+        { "stream-keyupdate-followed", ku_followed, sizeof(ku_followed) },
+        { "stream-tickets-keyupdate", tickets_ku, sizeof(tickets_ku) },
+        { "stream-ticket-split", nst_split, sizeof(nst_split) },
+        { "stream-keyupdate-row-server", ku_row, sizeof(ku_row) },
+        { "stream-at-limit", big, sizeof(big) },
+        { "stream-at-limit-then-keyupdate", big_next, sizeof(big_next) },
+        { "stream-over-limit", too_big, sizeof(too_big) },
+        { "stream-lying-header", lying, sizeof(lying) },
+        { "stream-hello-request-12", hello_req12, sizeof(hello_req12) },
+        { "stream-client-hello-12-server", client_hello12, sizeof(client_hello12) },
+        { "stream-hello-request-13", hello_req13, sizeof(hello_req13) },
+    };
+
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        put_file("fuzz_control", s[i].name, NO_PREFIX, s[i].p, s[i].n);
 }
 
 static void control(void)
@@ -182,6 +241,7 @@ static void control(void)
     put_file("fuzz_control", "rec-ccs", NO_PREFIX, ccs_rec, sizeof(ccs_rec));
     put_file("fuzz_control", "rec-data", NO_PREFIX, data_rec, sizeof(data_rec));
     put_file("fuzz_control", "recs-sequence", NO_PREFIX, seq, sizeof(seq));
+    streams();
 }
 
 /* ---- fuzz_http ---- */
