@@ -380,14 +380,30 @@ int tf_pool_acquire(tf_pool *pool, tf_buf *b)
     return 0;
 }
 
+/* Beyond the first few, a pooled buffer keeps its address but not its
+ * pages: flows that stall (a peer that stops reading) must not leave their
+ * buffers resident in the pool.  The page-aligned inside of a malloc'ed
+ * block holds no allocator metadata; the pages come back zeroed. */
+static void pool_cool(tf_pool *pool, uint8_t *p)
+{
+    uintptr_t page = 4096, start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + pool->cap) & ~(page - 1);
+
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 void tf_pool_release(tf_pool *pool, tf_buf *b)
 {
     if (!b->data || b->len)
         return;
-    if (b->cap == pool->cap && pool->n < TF_POOL_MAX)
+    if (b->cap == pool->cap && pool->n < TF_POOL_MAX) {
+        if (pool->n >= TF_POOL_WARM)
+            pool_cool(pool, b->data);
         pool->items[pool->n++] = b->data;
-    else
+    } else {
         free(b->data);
+    }
     memset(b, 0, sizeof(*b));
 }
 

@@ -20,6 +20,7 @@
 #define TF_FILE_CAP (64 * 1024)   /* file bytes read per io_uring READ */
 #define TF_LINGER_MS 2000         /* how long a failed flow may take to tell the peer */
 #define TF_POOL_MAX 64
+#define TF_POOL_WARM 8            /* pooled buffers that keep their pages */
 
 /* Buffers of one size kept for reuse: a busy flow neither allocates nor
  * faults pages in per operation, an idle one holds none. */
