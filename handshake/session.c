@@ -257,6 +257,8 @@ static int handshake_step(tf_session *hs)
     return ret;
 }
 
+static void remember_names(tf_session *hs);
+
 int tf_hs_handshake(tf_session *hs)
 {
     int ret = handshake_step(hs);
@@ -281,6 +283,7 @@ int tf_hs_handshake(tf_session *hs)
     }
     if (ret == 0) {
         hs->handshake_done = true;
+        remember_names(hs);
         tf_hs_note_ticket(hs);
     } else if (ret != GNUTLS_E_AGAIN) {
         /* Tell the peer why, where an alert fits; ring/ flushes `out`. */
@@ -289,11 +292,27 @@ int tf_hs_handshake(tf_session *hs)
     return ret;
 }
 
-void tf_hs_info(const tf_session *hs, tlsflow_info *out)
+/* What tf_hs_info reports by name is copied once, when the handshake is
+ * done: the agreed ALPN and, on a server, the client's SNI. */
+static void remember_names(tf_session *hs)
 {
     gnutls_datum_t proto;
-    tf_session *mhs = (tf_session *)hs;   /* the ALPN copy is a cache */
+    char name[256];
+    size_t len = sizeof(name);
+    unsigned type;
 
+    if (gnutls_alpn_get_selected_protocol(hs->s, &proto) == 0 && proto.size > 0 &&
+        proto.size < sizeof(hs->alpn)) {
+        memcpy(hs->alpn, proto.data, proto.size);
+        hs->alpn[proto.size] = 0;
+    }
+    if (hs->cfg->role == TLSFLOW_SERVER && !hs->server_name &&
+        gnutls_server_name_get(hs->s, name, &len, &type, 0) == 0 && type == GNUTLS_NAME_DNS)
+        hs->server_name = strdup(name);
+}
+
+void tf_hs_info(const tf_session *hs, tlsflow_info *out)
+{
     memset(out, 0, sizeof(*out));
     if (!hs->s || !hs->handshake_done)
         return;
@@ -303,26 +322,8 @@ void tf_hs_info(const tf_session *hs, tlsflow_info *out)
     default: out->tls_version = 0; break;
     }
     out->cipher = gnutls_cipher_get_name(gnutls_cipher_get(hs->s));
-    /* alpn has room for the longest name the protocol allows, so an agreed
-     * name is never reported as none. */
-    if (gnutls_alpn_get_selected_protocol(hs->s, &proto) == 0 && proto.size > 0 &&
-        proto.size < sizeof(mhs->alpn)) {
-        memcpy(mhs->alpn, proto.data, proto.size);
-        mhs->alpn[proto.size] = 0;
-        out->alpn = hs->alpn;
-    }
-    if (hs->cfg->role == TLSFLOW_CLIENT) {
-        out->server_name = hs->server_name;
-    } else if (!hs->server_name) {
-        char name[256];
-        size_t len = sizeof(name);
-        unsigned type;
-        if (gnutls_server_name_get(hs->s, name, &len, &type, 0) == 0 && type == GNUTLS_NAME_DNS)
-            mhs->server_name = strdup(name);
-        out->server_name = hs->server_name;
-    } else {
-        out->server_name = hs->server_name;
-    }
+    out->alpn = hs->alpn[0] ? hs->alpn : NULL;
+    out->server_name = hs->server_name;
     out->resumed = gnutls_session_is_resumed(hs->s) != 0;
     out->peer_verify_status = hs->cfg->role == TLSFLOW_CLIENT && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL
                                   ? hs->optional_status : 0;
