@@ -1,6 +1,7 @@
 /* Client verification modes against a tlsflow server: REQUIRED fails on a
  * misnamed or untrusted certificate, OPTIONAL opens and reports what it found,
  * NONE opens without looking; the peer's chain is readable either way. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,22 +13,21 @@
 #include <gnutls/gnutls.h>
 
 #include <tlsflow.h>
-#include "harness.h"
 #include "tf_test.h"
 
 static void open_with(tlsflow_verify mode, const char *cert, const char *key, const char *host,
                       tlsflow_info *info, int *opened, tlsflow_error *err)
 {
-    struct h_env e;
+    tf_env e;
     tlsflow_info tmp;
 
-    h_env_configs(&e, cert, key);
+    tf_env_configs(&e, cert, key);
     assert_int_equal(tlsflow_config_set_verify(e.ccfg, mode), 0);
-    h_env_listen(&e, "127.0.0.1");
-    assert_int_equal(tlsflow_connect(e.loop, e.ccfg, host, e.port, h_on_done, &e.con), 0);
-    RUN_UNTIL(e.loop, e.con.n > 0, 5000);
+    tf_env_listen(&e, "127.0.0.1");
+    assert_int_equal(tlsflow_connect(e.loop, e.ccfg, host, e.port, tf_on_done, &e.con), 0);
+    TF_RUN_UNTIL(e.loop, e.con.n > 0, 5000);
     *opened = e.con.status == TLSFLOW_OK;
-    *err = e.con.err;
+    *err = e.con.error;
     if (*opened) {
         const void *der;
         size_t len;
@@ -38,16 +38,15 @@ static void open_with(tlsflow_verify mode, const char *cert, const char *key, co
         assert_int_equal(tlsflow_get_peer_certificate(e.con.flow, 9, &der, &len), -ENOENT);
         tlsflow_free(e.con.flow);
     }
-    h_env_fini(&e);
+    tf_env_fini(&e);
 }
 
-static void test_required_rejects_wrong_host(void **state)
+TF_TEST(test_required_rejects_wrong_host, 60)
 {
     tlsflow_info info;
     tlsflow_error err;
     int opened;
 
-    (void)state;
     open_with(TLSFLOW_VERIFY_REQUIRED, TF_WRONGHOST_CERT, TF_WRONGHOST_KEY, "localhost", &info,
               &opened, &err);
     assert_false(opened);
@@ -55,13 +54,12 @@ static void test_required_rejects_wrong_host(void **state)
     assert_true(err.detail & GNUTLS_CERT_UNEXPECTED_OWNER);
 }
 
-static void test_optional_reports(void **state)
+TF_TEST(test_optional_reports, 60)
 {
     tlsflow_info info;
     tlsflow_error err;
     int opened;
 
-    (void)state;
     open_with(TLSFLOW_VERIFY_OPTIONAL, TF_WRONGHOST_CERT, TF_WRONGHOST_KEY, "localhost", &info,
               &opened, &err);
     assert_true(opened);
@@ -77,13 +75,12 @@ static void test_optional_reports(void **state)
     assert_int_equal(info.peer_verify_status, 0);
 }
 
-static void test_none_opens(void **state)
+TF_TEST(test_none_opens, 60)
 {
     tlsflow_info info;
     tlsflow_error err;
     int opened;
 
-    (void)state;
     open_with(TLSFLOW_VERIFY_NONE, TF_UNTRUSTED_CERT, TF_UNTRUSTED_KEY, "localhost", &info,
               &opened, &err);
     assert_true(opened);
@@ -93,9 +90,9 @@ static void test_none_opens(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_required_rejects_wrong_host),
-        cmocka_unit_test(test_optional_reports),
-        cmocka_unit_test(test_none_opens),
+        TF_CASE(test_required_rejects_wrong_host),
+        TF_CASE(test_optional_reports),
+        TF_CASE(test_none_opens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -179,7 +179,7 @@ static int take_keys(tf_forge *p)
 static void *forge_main(void *arg)
 {
     tf_forge *p = arg;
-    struct timeval tv = { 5, 0 }, none = { 0, 0 };
+    struct timeval tv = { tf_ms(5000) / 1000, 0 }, none = { 0, 0 };
     struct timespec until;
     int ret;
 
@@ -228,14 +228,14 @@ static void *forge_main(void *arg)
     setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
 
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
+    until.tv_sec += tf_ms(10000) / 1000;
     pthread_mutex_lock(&p->mu);
     while (!p->go && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
         ;
     ret = p->go;
     pthread_mutex_unlock(&p->mu);
     if (!ret)
-        set_error(p, "tf_forge_go was not called within 10 s");
+        set_error(p, "tf_forge_go was not called within %d s", tf_ms(10000) / 1000);
     else if (p->script)
         p->script(p, p->arg);
 out:
@@ -566,7 +566,7 @@ static void note(tf_forge *p, const char *fmt, ...)
 
 tf_forge_end tf_forge_read_alert(tf_forge *p, int timeout_ms, int *level, int *desc)
 {
-    long long deadline = tf_now_ms() + timeout_ms;
+    long long deadline = tf_now_ms() + tf_ms(timeout_ms);
     uint8_t hdr[5], type;
     size_t got, len;
     int ret;

@@ -1,6 +1,6 @@
 /* The test frame: an alarm per test that kills the peers and fails fast, a
- * teardown that stops peers and shows their logs when the test failed, and
- * skip helpers. */
+ * teardown that stops peers and shows their logs when the test failed, skip
+ * helpers, the clock and TF_TIME_SCALE. */
 #include <fnmatch.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -57,7 +58,7 @@ void tf_test_begin(const char *name, unsigned timeout_s)
         passed = 1;
         skip();
     }
-    alarm(timeout_s ? timeout_s : 60);
+    alarm((unsigned)tf_time_scale() * (timeout_s ? timeout_s : 60));
 }
 
 void tf_test_end(void)
@@ -68,6 +69,41 @@ void tf_test_end(void)
 const char *tf_test_name(void)
 {
     return test_name;
+}
+
+const char *tf_name(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    return s;
+}
+
+/* ---- time ---- */
+
+long long tf_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int tf_time_scale(void)
+{
+    const char *e = getenv("TF_TIME_SCALE");   /* read each time: threads call this too */
+    int k = e ? atoi(e) : 1;
+
+    return k > 0 ? k : 1;
+}
+
+int tf_ms(int ms)
+{
+    return ms * tf_time_scale();
 }
 
 int tf_test_teardown(void **state)

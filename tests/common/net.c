@@ -1,12 +1,18 @@
-/* Ports: a free one, waiting for a peer to listen, plain TCP sockets. */
+/* Ports: a free one, waiting for a peer to listen, plain TCP sockets, their
+ * resets and drains. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "tf_test.h"
 
@@ -42,7 +48,7 @@ int tf_tcp_listen(int *port)
 {
     int fd = bind_any(port);
 
-    if (fd >= 0 && listen(fd, 16)) {
+    if (fd >= 0 && listen(fd, 1024)) {
         int err = -errno;
 
         close(fd);
@@ -66,6 +72,52 @@ int tf_tcp_connect(int port)
         return err;
     }
     return fd;
+}
+
+void tf_tcp_pair(int *a, int *b)
+{
+    int port, l = tf_tcp_listen(&port);
+
+    if (l < 0)
+        fail_msg("listen on 127.0.0.1: %s", strerror(-l));
+    *a = tf_tcp_connect(port);
+    if (*a < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(-*a));
+    *b = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (*b < 0)
+        fail_msg("accept: %s", strerror(errno));
+    close(l);
+}
+
+void tf_tcp_reset(int fd)
+{
+    struct linger lg = { 1, 0 };
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+long tf_drain(int fd, int timeout_ms)
+{
+    long long end = tf_now_ms() + tf_ms(timeout_ms);
+    char buf[4096];
+    long total = 0;
+
+    for (;;) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        long long left = end - tf_now_ms();
+        ssize_t n;
+
+        if (left <= 0 || poll(&p, 1, (int)left) == 0)
+            return -ETIMEDOUT;
+        n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0)
+            return total;
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -errno;
+        if (n > 0)
+            total += n;
+    }
 }
 
 /* Whether /proc/net/tcp{,6} shows a socket in LISTEN (state 0A) on port.
@@ -104,7 +156,7 @@ static int is_listening(int port)
 
 int tf_wait_port(int port, int timeout_ms, tf_peer *peer)
 {
-    long long end = tf_now_ms() + timeout_ms;
+    long long end = tf_now_ms() + tf_ms(timeout_ms);
     struct timespec pause = { 0, 10 * 1000000L };
 
     for (;;) {

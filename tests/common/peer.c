@@ -185,7 +185,7 @@ bool tf_peer_exited(tf_peer *p)
 
 int tf_peer_wait(tf_peer *p, int timeout_ms)
 {
-    long long end = tf_now_ms() + timeout_ms;
+    long long end = tf_now_ms() + tf_ms(timeout_ms);
 
     while (!tf_peer_exited(p)) {
         if (tf_now_ms() >= end)
@@ -235,7 +235,7 @@ bool tf_peer_log_contains(const tf_peer *p, const char *needle)
 
 int tf_peer_wait_log(tf_peer *p, const char *needle, int timeout_ms)
 {
-    long long end = tf_now_ms() + timeout_ms;
+    long long end = tf_now_ms() + tf_ms(timeout_ms);
 
     for (;;) {
         bool gone = tf_peer_exited(p);   /* before reading: a last line still counts */

@@ -1,6 +1,7 @@
 /* A TCP relay in a thread between a client and a real server, that can cut the
- * connection to the client at an exact byte: mid-record truncation and resets
- * that no well-behaved peer produces. */
+ * connection to the client at an exact byte (mid-record truncation and resets
+ * that no well-behaved peer produces) and lets a hook see and change every
+ * byte on its way (a flipped bit inside a record). */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -14,6 +15,8 @@
 
 struct tf_relay {
     int           lfd, target;
+    tf_relay_hook *hook;
+    void         *hook_arg;
     pthread_t     thread;
     atomic_bool   stop, cut, ended;
     atomic_size_t pass;          /* server -> client bytes still forwarded after the cut */
@@ -21,24 +24,16 @@ struct tf_relay {
     atomic_size_t to_client, to_server;
 };
 
-static void end_client(int fd, bool reset)
+static bool pump_once(tf_relay *r, int from, int to, bool to_client, size_t limit, size_t *moved)
 {
-    if (reset) {
-        struct linger lg = { 1, 0 };
-
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
-    close(fd);
-}
-
-static bool pump_once(int from, int to, size_t limit, size_t *moved)
-{
-    char buf[16384];
+    uint8_t buf[16384];
     ssize_t n = read(from, buf, limit < sizeof(buf) ? limit : sizeof(buf));
 
     *moved = 0;
     if (n <= 0)
         return false;
+    if (r->hook)
+        r->hook(buf, (size_t)n, to_client, r->hook_arg);
     for (ssize_t off = 0, w; off < n; off += w) {
         w = write(to, buf + off, (size_t)(n - off));
         if (w <= 0)
@@ -67,7 +62,7 @@ static void *relay_main(void *arg)
         if (poll(p, 2, 20) < 0)
             break;
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (!pump_once(c, s, SIZE_MAX, &moved))
+            if (!pump_once(r, c, s, false, SIZE_MAX, &moved))
                 break;
             atomic_fetch_add(&r->to_server, moved);
         }
@@ -77,7 +72,7 @@ static void *relay_main(void *arg)
 
             if (cut && limit == 0)
                 break;
-            if (!pump_once(s, c, limit, &moved))
+            if (!pump_once(r, s, c, true, limit, &moved))
                 break;
             atomic_fetch_add(&r->to_client, moved);
             if (cut && atomic_fetch_sub(&r->pass, moved) == moved)
@@ -85,21 +80,25 @@ static void *relay_main(void *arg)
         }
     }
 out:
-    if (c >= 0)
-        end_client(c, atomic_load(&r->reset));
+    if (c >= 0 && atomic_load(&r->reset))
+        tf_tcp_reset(c);
+    else if (c >= 0)
+        close(c);
     if (s >= 0)
         close(s);
     atomic_store(&r->ended, true);
     return NULL;
 }
 
-tf_relay *tf_relay_start(int target_port, int *port)
+tf_relay *tf_relay_start_hook(int target_port, int *port, tf_relay_hook *hook, void *arg)
 {
     tf_relay *r = calloc(1, sizeof(*r));
 
     if (!r)
         abort();
     r->target = target_port;
+    r->hook = hook;
+    r->hook_arg = arg;
     r->lfd = tf_tcp_listen(port);
     if (r->lfd < 0 || pthread_create(&r->thread, NULL, relay_main, r)) {
         if (r->lfd >= 0)
@@ -108,6 +107,11 @@ tf_relay *tf_relay_start(int target_port, int *port)
         return NULL;
     }
     return r;
+}
+
+tf_relay *tf_relay_start(int target_port, int *port)
+{
+    return tf_relay_start_hook(target_port, port, NULL, NULL);
 }
 
 void tf_relay_cut(tf_relay *r, size_t pass_bytes, bool reset)

@@ -74,7 +74,7 @@ typedef enum {
 } tf_forge_end;
 
 /* Reads and decrypts records until the first alert, the end of the
- * connection, garbage, or timeout_ms.  Application data on the way is kept
+ * connection, garbage, or timeout_ms (scaled by TF_TIME_SCALE).  Application data on the way is kept
  * (tf_forge_data), handshake messages (tickets) are counted and skipped.
  * level and desc (may be NULL) are set for TF_FORGE_ALERT, else -1.
  * Later calls go on from there. */

@@ -135,7 +135,8 @@ tlsflow_config *tf_client_config(const char *priority, const char *ca)
         check(tlsflow_config_set_priority(cfg, priority), "tlsflow_config_set_priority");
     if (ca)
         check(tlsflow_config_set_ca_file(cfg, ca), "tlsflow_config_set_ca_file");
-    check(tlsflow_config_set_handshake_timeout(cfg, 10000), "tlsflow_config_set_handshake_timeout");
+    check(tlsflow_config_set_handshake_timeout(cfg, (unsigned)tf_ms(10000)),
+          "tlsflow_config_set_handshake_timeout");
     return cfg;
 }
 
@@ -148,7 +149,27 @@ tlsflow_config *tf_server_config(const char *cert, const char *key, const char *
         check(tlsflow_config_set_cert_file(cfg, cert, key), "tlsflow_config_set_cert_file");
     if (priority)
         check(tlsflow_config_set_priority(cfg, priority), "tlsflow_config_set_priority");
-    check(tlsflow_config_set_handshake_timeout(cfg, 10000), "tlsflow_config_set_handshake_timeout");
+    check(tlsflow_config_set_handshake_timeout(cfg, (unsigned)tf_ms(10000)),
+          "tlsflow_config_set_handshake_timeout");
+    return cfg;
+}
+
+tlsflow_config *tf_config(tlsflow_role role, const char *priority, unsigned handshake_ms)
+{
+    tlsflow_config *cfg = role == TLSFLOW_SERVER ? tf_server_config(TF_ECDSA_CERT, TF_ECDSA_KEY, priority)
+                                                 : tf_client_config(priority, TF_CA);
+
+    if (handshake_ms)
+        check(tlsflow_config_set_handshake_timeout(cfg, (unsigned)tf_ms((int)handshake_ms)),
+              "tlsflow_config_set_handshake_timeout");
+    return cfg;
+}
+
+tlsflow_config *tf_config_ktls(tlsflow_role role, const char *priority, tlsflow_ktls_mode mode)
+{
+    tlsflow_config *cfg = tf_config(role, priority, 0);
+
+    check(tlsflow_config_set_ktls(cfg, mode), "tlsflow_config_set_ktls");
     return cfg;
 }
 

@@ -50,7 +50,7 @@
 #include <cmocka.h>
 #include <gnutls/gnutls.h>
 
-#include "faults.h"
+#include "tf_test.h"
 #include "tf_forge.h"
 
 #define TLS12 "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM"
@@ -124,14 +124,6 @@ struct run {
     bool           rx_kernel_at_end;    /* the kernel held the receive key as the read ended */
 };
 
-static int scale(int ms)
-{
-    const char *e = getenv("TF_TIME_SCALE");
-    int k = e ? atoi(e) : 1;
-
-    return ms * (k > 0 ? k : 1);
-}
-
 /* ---- the forge's side ---- */
 
 static int send_act(tf_forge *p, const struct acase *c)
@@ -155,10 +147,10 @@ static int send_act(tf_forge *p, const struct acase *c)
     case WRONG_LENGTH:
         return tf_forge_send_record(p, 0, REC_DATA, "hello", 5, TF_FORGE_LENGTH_PLUS1);
     case OVERFLOW_PLAINTEXT:   /* content 2^14+1: over the limit by one in either version */
-        fx_pattern(big, 16385, 1, 0);
+        tf_data_fill(big, 16385, 1, 0, TF_DATA_BINARY);
         return tf_forge_send_record(p, 0, REC_DATA, big, 16385, 0);
     case OVERFLOW_CIPHERTEXT:  /* 1.3: 16624 + 1 type + 16 tag; 1.2: 8 nonce + 18409 + 16 tag */
-        fx_pattern(big, sizeof(big), 2, 0);
+        tf_data_fill(big, sizeof(big), 2, 0, TF_DATA_BINARY);
         return tf_forge_send_record(p, 0, REC_DATA, big, v13 ? 16384 + 257 - 17 : 16384 + 2049 - 24, 0);
     case EMPTY_ALERT:
         return tf_forge_send_record(p, 0, REC_ALERT, NULL, 0, 0);
@@ -169,7 +161,7 @@ static int send_act(tf_forge *p, const struct acase *c)
     case CCS:
         return tf_forge_send_record(p, REC_CCS, REC_CCS, ccs, 1, v13 ? TF_FORGE_PLAINTEXT : 0);
     case CLIENT_HELLO:         /* legacy_version, random, no session id, one suite, null compression */
-        fx_pattern(client_hello + 6, 32, 3, 0);
+        tf_data_fill(client_hello + 6, 32, 3, 0, TF_DATA_BINARY);
         client_hello[38] = 0;
         client_hello[39] = 0;
         client_hello[40] = 2;
@@ -179,12 +171,12 @@ static int send_act(tf_forge *p, const struct acase *c)
         client_hello[44] = 0;
         return tf_forge_send_record(p, 0, REC_HANDSHAKE, client_hello, sizeof(client_hello), 0);
     case FINISHED:
-        fx_pattern(finished + 4, 32, 4, 0);
+        tf_data_fill(finished + 4, 32, 4, 0, TF_DATA_BINARY);
         return tf_forge_send_record(p, 0, REC_HANDSHAKE, finished, sizeof(finished), 0);
     case HELLO_REQUEST:
         return tf_forge_send_record(p, 0, REC_HANDSHAKE, hello_request, sizeof(hello_request), 0);
     case HEARTBEAT:
-        fx_pattern(heartbeat + 3, 32, 5, 0);
+        tf_data_fill(heartbeat + 3, 32, 5, 0, TF_DATA_BINARY);
         return tf_forge_send_record(p, 0, REC_HEARTBEAT, heartbeat, sizeof(heartbeat), 0);
     }
     return -EINVAL;
@@ -198,7 +190,7 @@ static void script(tf_forge *p, void *arg)
     /* Something to read, should the flow go on: it then answers "world" and closes. */
     if (r->c->act != SEND_DATA)
         tf_forge_send_data(p, "hello", 5);
-    r->end = tf_forge_read_alert(p, scale(3000), &r->level, &r->desc);
+    r->end = tf_forge_read_alert(p, 3000, &r->level, &r->desc);
     r->plaintext = tf_forge_alert_was_plaintext(p);
     snprintf(r->seen, sizeof(r->seen), "%s", tf_forge_seen(p));
 }
@@ -282,7 +274,7 @@ static bool ready_to_go(struct run *r, long long opened_at)
         r->ktls_tx = info.ktls_tx;
         r->ktls_rx = info.ktls_rx;
     }
-    return !r->ktls_tx || r->ktls_rx || (long long)fx_now_ms() - opened_at > scale(300);
+    return !r->ktls_tx || r->ktls_rx || (long long)tf_now_ms() - opened_at > tf_ms(300);
 }
 
 static const char *code_name(tlsflow_errcode c)
@@ -352,12 +344,12 @@ static void run_case(void **state)
 {
     const struct acase *c = *state;
     const char *prio = c->tls13 ? TLS13 : TLS12;
-    tlsflow_config *cfg = c->dut_server ? fx_server_config(prio, 3000) : fx_client_config(prio, 3000);
+    tlsflow_config *cfg = tf_config(c->dut_server ? TLSFLOW_SERVER : TLSFLOW_CLIENT, prio, 3000);
     struct run r = { .c = c, .end = TF_FORGE_TIMEOUT, .level = -1, .desc = -1 };
     char readw[400], forge_err[200];
     tlsflow_loop *loop;
     long long end, opened_at = 0, failed_at = 0;
-    int fd, fds = fx_fd_count();
+    int fd, fds = tf_fd_count();
     bool forge_done, went, gone = false;
 
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
@@ -368,18 +360,18 @@ static void run_case(void **state)
     /* Until the forge has its answer.  A flow that failed without a word
      * would leave it waiting: 250 ms after the failed read the application
      * frees the flow, so that the forge sees the end instead. */
-    end = fx_now_ms() + scale(10000);
-    while (!tf_forge_done(r.forge) && (long long)fx_now_ms() < end) {
+    end = tf_now_ms() + tf_ms(10000);
+    while (!tf_forge_done(r.forge) && (long long)tf_now_ms() < end) {
         tlsflow_loop_run_once(loop, 10);
         if (r.open_done && !opened_at)
-            opened_at = fx_now_ms();
+            opened_at = tf_now_ms();
         if (!gone && ready_to_go(&r, opened_at)) {
             tf_forge_go(r.forge);
             gone = true;
         }
         if (r.read_done && r.read_res.status != TLSFLOW_OK && !failed_at)
-            failed_at = fx_now_ms();
-        if (failed_at && r.flow && (long long)fx_now_ms() - failed_at > scale(250)) {
+            failed_at = tf_now_ms();
+        if (failed_at && r.flow && (long long)tf_now_ms() - failed_at > tf_ms(250)) {
             tlsflow_free(r.flow);
             r.flow = NULL;
         }
@@ -399,7 +391,7 @@ static void run_case(void **state)
     assert_int_equal(tlsflow_loop_run(loop), 0);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
-    assert_int_equal(fx_fd_count(), fds);
+    assert_int_equal(tf_fd_count(), fds);
 
     if (forge_err[0])
         fail_msg("the forge could not do its part: %s", forge_err);

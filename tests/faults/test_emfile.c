@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "faults.h"
+#include "tf_test.h"
 
 static int accepted, connected, srv_done, cli_done;
 
@@ -80,17 +80,17 @@ static int lowest_free_fd(void)
     return fd;
 }
 
-static void test_emfile_backoff(void **state)
+TF_TEST(test_emfile_backoff, 60)
 {
     tlsflow_loop *loop;
-    tlsflow_config *scfg = fx_server_config(NULL, 20000), *ccfg = fx_client_config(NULL, 20000);
+    tlsflow_config *scfg = tf_config(TLSFLOW_SERVER, NULL, 20000);
+    tlsflow_config *ccfg = tf_config(TLSFLOW_CLIENT, NULL, 20000);
     tlsflow_listener *ls;
     struct rlimit saved, low;
     char port[16];
     double cpu0, cpu;
     int a, b;
 
-    (void)state;
     if (getenv("TF_TIME_SCALE")) {   /* valgrind keeps descriptors of its own */
         print_message("SKIP: not under TF_TIME_SCALE (valgrind)\n");
         exit(TF_SKIP);
@@ -103,30 +103,30 @@ static void test_emfile_backoff(void **state)
      * accepted at the high limit, B by the accept armed then, and the one
      * armed after it (low limit) fails for the tlsflow client C with EMFILE.
      * A and B stay silent so that no descriptor is freed meanwhile. */
-    a = fx_tcp_connect(tlsflow_listener_port(ls));
-    fx_run_for(loop, 200);
-    b = fx_tcp_connect(tlsflow_listener_port(ls));
+    a = tf_tcp_connect(tlsflow_listener_port(ls));
+    tf_run_for(loop, 200);
+    b = tf_tcp_connect(tlsflow_listener_port(ls));
     assert_int_equal(tlsflow_connect(loop, ccfg, "localhost", port, on_connect, NULL), 0);
     getrlimit(RLIMIT_NOFILE, &saved);
     low = saved;
     low.rlim_cur = (rlim_t)lowest_free_fd();
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    fx_run_for(loop, 300);
-    cpu0 = fx_cpu_seconds();
-    fx_run_for(loop, 1500);
-    cpu = fx_cpu_seconds() - cpu0;
+    tf_run_for(loop, 300);
+    cpu0 = tf_cpu_seconds();
+    tf_run_for(loop, 1500);
+    cpu = tf_cpu_seconds() - cpu0;
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
     print_message("CPU while out of descriptors: %.3f s in 1.5 s\n", cpu);
     assert_int_equal(connected, 0);
     assert_int_equal(accepted, 0);
     assert_true(cpu < 0.5);      /* a busy loop would burn the whole 1.5 s */
-    assert_true(fx_run_until(loop, &cli_done, 10000));
-    assert_true(fx_run_until(loop, &srv_done, 10000));
+    tf_run_until_flag(loop, &cli_done, 10000, "the client's close");
+    tf_run_until_flag(loop, &srv_done, 10000, "the server's close");
     assert_int_equal(accepted, 1);
     assert_int_equal(connected, 1);
     close(a);
     close(b);
-    fx_run_for(loop, 300);
+    tf_run_for(loop, 300);
     tlsflow_listener_close(ls);
     assert_int_equal(tlsflow_loop_run(loop), 0);
     tlsflow_loop_free(loop);
@@ -137,7 +137,7 @@ static void test_emfile_backoff(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_emfile_backoff),
+        TF_CASE(test_emfile_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

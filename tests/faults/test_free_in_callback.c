@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "faults.h"
+#include "tf_gnutls_peer.h"
 
 static int read_calls, write_calls, opened, peer_done;
 static tlsflow_result read_res;
@@ -43,36 +43,40 @@ static void on_open(tlsflow *f, const tlsflow_result *r, void *arg)
     assert_int_equal(tlsflow_write(f, "x", 1, on_write, NULL), 0);
 }
 
-static void peer_reads(fx_peer *p)
+static void peer_reads(tf_gnutls_peer *p)
 {
-    char buf[64];
-
-    while (gnutls_record_recv(p->s, buf, sizeof(buf)) > 0)
-        ;
+    tf_gnutls_peer_recv(p, SIZE_MAX);
     peer_done = 1;
 }
 
-static void test_free_in_write_callback_with_read_pending(void **state)
+/* Our server flow (on_open_cb) against a GnuTLS client running script: the
+ * loop runs until *flag, 200 ms more, then to its end. */
+static void against_peer(tlsflow_cb *on_open_cb, tf_gnutls_script *script, void *arg, const int *flag,
+                         int timeout_ms)
 {
     tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_server_config(NULL, 5000);
+    tlsflow_config *cfg = tf_config(TLSFLOW_SERVER, NULL, 5000);
     tlsflow_listener *ls;
-    fx_peer peer;
+    tf_gnutls_peer peer;
 
-    (void)state;
     memset(&peer, 0, sizeof(peer));
+    peer.script = script;
+    peer.arg = arg;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    assert_int_equal(tlsflow_listen(loop, cfg, "127.0.0.1", "0", on_open, NULL, &ls), 0);
-    peer.fd = fx_tcp_connect(tlsflow_listener_port(ls));
-    peer.script = peer_reads;
-    fx_peer_start(&peer);
-    assert_true(fx_run_until(loop, &write_calls, 5000));
-    fx_run_for(loop, 200);
+    assert_int_equal(tlsflow_listen(loop, cfg, "127.0.0.1", "0", on_open_cb, NULL, &ls), 0);
+    tf_gnutls_peer_start(&peer, tf_tcp_connect(tlsflow_listener_port(ls)));
+    tf_run_until_flag(loop, flag, timeout_ms, "the callbacks");
+    tf_run_for(loop, 200);
     tlsflow_listener_close(ls);
     assert_int_equal(tlsflow_loop_run(loop), 0);
-    fx_peer_join(&peer);
+    tf_gnutls_peer_join(&peer, 10000);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
+}
+
+TF_TEST(test_free_in_write_callback_with_read_pending, 30)
+{
+    against_peer(on_open, peer_reads, NULL, &write_calls, 5000);
     assert_int_equal(write_calls, 1);
     assert_int_equal(read_calls, 1);
     assert_int_equal(read_res.status, TLSFLOW_ERROR);
@@ -119,45 +123,18 @@ static void on_open_big(tlsflow *f, const tlsflow_result *r, void *arg)
     assert_int_equal(tlsflow_write(f, blob, sizeof(blob), on_big_write, NULL), 0);
 }
 
-static void peer_reads_then_resets(fx_peer *p)
+static void peer_reads_then_resets(tf_gnutls_peer *p)
 {
-    char buf[16384];
-
-    for (long got = 0; got < 100000;) {
-        ssize_t n = gnutls_record_recv(p->s, buf, sizeof(buf));
-        if (n <= 0)
-            break;
-        got += n;
-    }
-    if (p->arg)
-        fx_reset(p->fd);
-    else
-        close(p->fd);
-    p->fd = -1;
+    tf_gnutls_peer_recv(p, 100000);
+    tf_gnutls_peer_hangup(p, p->arg != NULL);
 }
 
 static void free_in_close_callback(bool reset)
 {
-    tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_server_config(NULL, 5000);
-    tlsflow_listener *ls;
-    fx_peer peer;
+    static int yes;
 
     read_calls = write_calls = closed = 0;
-    memset(&peer, 0, sizeof(peer));
-    peer.arg = reset ? &peer : NULL;
-    assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    assert_int_equal(tlsflow_listen(loop, cfg, "127.0.0.1", "0", on_open_big, NULL, &ls), 0);
-    peer.fd = fx_tcp_connect(tlsflow_listener_port(ls));
-    peer.script = peer_reads_then_resets;
-    fx_peer_start(&peer);
-    assert_true(fx_run_until(loop, &closed, 10000));
-    fx_run_for(loop, 200);
-    tlsflow_listener_close(ls);
-    assert_int_equal(tlsflow_loop_run(loop), 0);
-    fx_peer_join(&peer);
-    tlsflow_loop_free(loop);
-    tlsflow_config_free(cfg);
+    against_peer(on_open_big, peer_reads_then_resets, reset ? &yes : NULL, &closed, 10000);
     assert_int_equal(read_calls, 1);   /* TRUNCATED, or CANCELED by the free */
     assert_int_equal(read_res.status, TLSFLOW_ERROR);
 }
@@ -201,50 +178,31 @@ static void on_open_idle(tlsflow *f, const tlsflow_result *r, void *arg)
     assert_int_equal(tlsflow_read(f, on_read_close, NULL), 0);
 }
 
-static void peer_waits_then_resets(fx_peer *p)
+static void peer_waits_then_resets(tf_gnutls_peer *p)
 {
     usleep(300 * 1000);
-    fx_reset(p->fd);
-    p->fd = -1;
+    tf_gnutls_peer_hangup(p, true);
 }
 
-static void test_close_then_free_in_failure_callbacks(void **state)
+TF_TEST(test_close_then_free_in_failure_callbacks, 30)
 {
-    tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_server_config(NULL, 5000);
-    tlsflow_listener *ls;
-    fx_peer peer;
-
-    (void)state;
     read_calls = write_calls = close_calls = 0;
-    memset(&peer, 0, sizeof(peer));
-    assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    assert_int_equal(tlsflow_listen(loop, cfg, "127.0.0.1", "0", on_open_idle, NULL, &ls), 0);
-    peer.fd = fx_tcp_connect(tlsflow_listener_port(ls));
-    peer.script = peer_waits_then_resets;
-    fx_peer_start(&peer);
-    assert_true(fx_run_until(loop, &close_calls, 5000));
-    fx_run_for(loop, 200);
-    tlsflow_listener_close(ls);
-    assert_int_equal(tlsflow_loop_run(loop), 0);
-    fx_peer_join(&peer);
-    tlsflow_loop_free(loop);
-    tlsflow_config_free(cfg);
+    against_peer(on_open_idle, peer_waits_then_resets, NULL, &close_calls, 5000);
     assert_int_equal(read_calls, 1);
     assert_int_equal(close_calls, 1);
     assert_int_equal(write_calls, 1);
 }
 
-static void test_free_in_close_callback_after_reset(void **s) { (void)s; free_in_close_callback(true); }
-static void test_free_in_close_callback_after_fin(void **s) { (void)s; free_in_close_callback(false); }
+TF_TEST(test_free_in_close_callback_after_reset, 30) { free_in_close_callback(true); }
+TF_TEST(test_free_in_close_callback_after_fin, 30) { free_in_close_callback(false); }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_free_in_write_callback_with_read_pending),
-        cmocka_unit_test(test_free_in_close_callback_after_reset),
-        cmocka_unit_test(test_free_in_close_callback_after_fin),
-        cmocka_unit_test(test_close_then_free_in_failure_callbacks),
+        TF_CASE(test_free_in_write_callback_with_read_pending),
+        TF_CASE(test_free_in_close_callback_after_reset),
+        TF_CASE(test_free_in_close_callback_after_fin),
+        TF_CASE(test_close_then_free_in_failure_callbacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

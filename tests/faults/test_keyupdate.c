@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "faults.h"
+#include "tf_gnutls_peer.h"
 #include "handshake/handshake.h"   /* the config's test seams */
 #include "ktls/ktls.h"             /* whether this kernel can take a new key */
 
@@ -84,7 +84,7 @@ static int peer_alert;   /* the fatal alert the peer got instead of the echo, -1
 
 /* KeyUpdate(update_requested), then 18 bytes; the echo must come after our
  * KeyUpdate. */
-static void ask_and_echo(fx_peer *p)
+static void ask_and_echo(tf_gnutls_peer *p)
 {
     char buf[64];
     ssize_t n;
@@ -95,7 +95,7 @@ static void ask_and_echo(fx_peer *p)
     p->result = gnutls_session_key_update(p->s, GNUTLS_KU_PEER);
     if (p->result < 0)
         return;
-    fx_peer_send(p, "eighteen bytes!!\r\n", 18);
+    tf_gnutls_peer_send(p, "eighteen bytes!!\r\n", 18);
     do {
         n = gnutls_record_recv(p->s, buf, sizeof(buf));
     } while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
@@ -105,7 +105,7 @@ static void ask_and_echo(fx_peer *p)
 }
 
 /* 40 KeyUpdates in a row, then data: the flow must end with an alert. */
-static void storm(fx_peer *p)
+static void storm(tf_gnutls_peer *p)
 {
     char buf[64];
     ssize_t n;
@@ -116,7 +116,7 @@ static void storm(fx_peer *p)
             break;   /* the flow already gave up: its alert waits to be read */
     }
     if (p->result == 0)
-        fx_peer_send(p, "hello", 5);
+        tf_gnutls_peer_send(p, "hello", 5);
     do {
         n = gnutls_record_recv(p->s, buf, sizeof(buf));
     } while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
@@ -130,28 +130,27 @@ static bool expect_ktls(void)
     return v && !strcmp(v, "1");
 }
 
-static void run(fx_peer *p, struct echo *e, tlsflow_loop **loopp, tlsflow_config **cfgp)
+static void run(tf_gnutls_peer *p, struct echo *e, tlsflow_loop **loopp, tlsflow_config **cfgp)
 {
     int a, b;
 
-    *cfgp = fx_server_config(TLS13, 3000);
+    *cfgp = tf_config(TLSFLOW_SERVER, TLS13, 3000);
     assert_int_equal(tlsflow_loop_new(loopp, 0), 0);
-    fx_tcp_pair(&a, &b);
+    tf_tcp_pair(&a, &b);
     assert_int_equal(tlsflow_wrap_fd(*loopp, *cfgp, b, NULL, on_open, e), 0);
-    p->fd = a;
     p->server = false;
     p->priority = TLS13;
-    fx_peer_start(p);
-    assert_true(fx_run_until(*loopp, &e->open_done, 8000));
+    tf_gnutls_peer_start(p, a);
+    tf_run_until_flag(*loopp, &e->open_done, 8000, "the flow to open");
     assert_non_null(e->flow);
 }
 
-static void finish(fx_peer *p, struct echo *e, tlsflow_loop *loop, tlsflow_config *cfg)
+static void finish(tf_gnutls_peer *p, struct echo *e, tlsflow_loop *loop, tlsflow_config *cfg)
 {
-    assert_true(fx_run_until(loop, &p->done, 8000));
+    tf_run_until_flag(loop, &p->done, 8000, "the peer to finish");
     if (!e->freed && e->flow)
         tlsflow_free(e->flow);
-    fx_peer_join(p);
+    tf_gnutls_peer_join(p, 10000);
     assert_int_equal(tlsflow_loop_run(loop), 0);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
@@ -160,7 +159,7 @@ static void finish(fx_peer *p, struct echo *e, tlsflow_loop *loop, tlsflow_confi
 static void test_reply_before_small_write(void **s)
 {
     static struct echo e;
-    fx_peer p = { .script = ask_and_echo };
+    tf_gnutls_peer p = { .script = ask_and_echo };
     tlsflow_loop *loop;
     tlsflow_config *cfg;
 
@@ -185,10 +184,10 @@ static void test_reply_before_small_write(void **s)
 static void test_key_update_storm(void **s)
 {
     static struct echo e;
-    fx_peer p = { .script = storm };
+    tf_gnutls_peer p = { .script = storm };
     tlsflow_loop *loop;
     tlsflow_config *cfg;
-    double cpu0 = fx_cpu_seconds();
+    double cpu0 = tf_cpu_seconds();
 
     (void)s;
     memset(&e, 0, sizeof(e));
@@ -202,7 +201,7 @@ static void test_key_update_storm(void **s)
      * userspace (GNUTLS_E_TOO_MANY_HANDSHAKE_PACKETS) names internal_error. */
     assert_true((int)(intptr_t)p.arg == GNUTLS_A_UNEXPECTED_MESSAGE ||
                 (int)(intptr_t)p.arg == GNUTLS_A_INTERNAL_ERROR);
-    assert_true(fx_cpu_seconds() - cpu0 < 5.0);   /* no busy loop */
+    assert_true(tf_cpu_seconds() - cpu0 < 5.0);   /* no busy loop */
 }
 
 /* ---- The kernel holds only the send key: GnuTLS reads the KeyUpdate in
@@ -223,7 +222,7 @@ static void on_open_check_tx_only(tlsflow *f, const tlsflow_result *r, void *arg
 static void test_reply_with_kernel_tx_only(void **s)
 {
     static struct echo e;
-    fx_peer p = { .script = ask_and_echo };
+    tf_gnutls_peer p = { .script = ask_and_echo };
     tlsflow_loop *loop;
     tlsflow_config *cfg;
     tlsflow_info info;
@@ -232,15 +231,14 @@ static void test_reply_with_kernel_tx_only(void **s)
 
     (void)s;
     memset(&e, 0, sizeof(e));
-    cfg = fx_server_config(TLS13, 3000);
+    cfg = tf_config(TLSFLOW_SERVER, TLS13, 3000);
     cfg->test_ktls_tx_only = true;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    fx_tcp_pair(&a, &b);
+    tf_tcp_pair(&a, &b);
     assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, on_open_check_tx_only, &e), 0);
-    p.fd = a;
     p.priority = TLS13;
-    fx_peer_start(&p);
-    assert_true(fx_run_until(loop, &e.open_done, 8000));
+    tf_gnutls_peer_start(&p, a);
+    tf_run_until_flag(loop, &e.open_done, 8000, "the flow to open");
     assert_non_null(e.flow);
     assert_int_equal(tlsflow_get_info(e.flow, &info), 0);
     kernel_tx = info.ktls_tx;
@@ -290,7 +288,7 @@ static int note_ku(gnutls_session_t s, unsigned htype, unsigned when, unsigned i
 }
 
 /* Reads every record (gnutls_record_recv returns at most one record each). */
-static void count_records(fx_peer *p)
+static void count_records(tf_gnutls_peer *p)
 {
     char buf[32768];
     ssize_t n;
@@ -337,7 +335,7 @@ static void on_open_write_small(tlsflow *f, const tlsflow_result *r, void *arg)
 static void test_record_limit_counts_kernel_records(void **s)
 {
     static struct echo e;
-    fx_peer p = { .script = count_records };
+    tf_gnutls_peer p = { .script = count_records };
     tlsflow_loop *loop;
     tlsflow_config *cfg;
     tlsflow_info info;
@@ -346,15 +344,14 @@ static void test_record_limit_counts_kernel_records(void **s)
     (void)s;
     memset(&e, 0, sizeof(e));
     memset(&lim, 0, sizeof(lim));
-    cfg = fx_server_config(TLS13, 3000);
+    cfg = tf_config(TLSFLOW_SERVER, TLS13, 3000);
     cfg->test_tx_record_limit = LIMIT_SLACK + LIMIT_RECORDS;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    fx_tcp_pair(&a, &b);
+    tf_tcp_pair(&a, &b);
     assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, on_open_write_small, &e), 0);
-    p.fd = a;
     p.priority = TLS13;
-    fx_peer_start(&p);
-    assert_true(fx_run_until(loop, &e.open_done, 8000));
+    tf_gnutls_peer_start(&p, a);
+    tf_run_until_flag(loop, &e.open_done, 8000, "the flow to open");
     assert_non_null(e.flow);
     assert_int_equal(tlsflow_get_info(e.flow, &info), 0);
     if (!info.ktls_tx) {

@@ -12,7 +12,7 @@
 #include <sys/resource.h>
 #include <cmocka.h>
 
-#include "faults.h"
+#include "tf_test.h"
 
 #define MAX_LEN (48 * 1024)
 
@@ -88,7 +88,7 @@ static void on_read(tlsflow *f, const tlsflow_result *r, void *arg)
         if (s->got + r->len > s->rx_len) {
             bad++;
         } else {
-            fx_pattern(scratch, r->len, s->seed_rx, s->got);
+            tf_data_fill(scratch, r->len, s->seed_rx, s->got, TF_DATA_BINARY);
             if (memcmp(scratch, r->data, r->len) != 0)
                 bad++;
         }
@@ -113,7 +113,7 @@ static void start(struct side *s, tlsflow *f)
 
     s->flow = f;
     s->tx = malloc(s->tx_len ? s->tx_len : 1);
-    fx_pattern(s->tx, s->tx_len, s->seed_tx, 0);
+    tf_data_fill(s->tx, s->tx_len, s->seed_tx, 0, TF_DATA_BINARY);
     /* Two writes in flight, the second maybe empty. */
     half = s->tx_len / 2;
     assert_int_equal(tlsflow_write(f, s->tx, half, on_written, s), 0);
@@ -152,10 +152,11 @@ static void on_connect(tlsflow *f, const tlsflow_result *r, void *arg)
 static void run(size_t n, uint32_t seed)
 {
     tlsflow_loop *loop;
-    tlsflow_config *scfg = fx_server_config(NULL, 60000), *ccfg = fx_client_config(NULL, 60000);
+    tlsflow_config *scfg = tf_config(TLSFLOW_SERVER, NULL, 60000);
+    tlsflow_config *ccfg = tf_config(TLSFLOW_CLIENT, NULL, 60000);
     tlsflow_listener *ls;
     char port[16];
-    uint64_t end;
+    long long end;
 
     srand(seed);
     npairs = n;
@@ -184,8 +185,8 @@ static void run(size_t n, uint32_t seed)
     snprintf(port, sizeof(port), "%d", tlsflow_listener_port(ls));
     for (size_t i = 0; i < n; i++)
         assert_int_equal(tlsflow_connect(loop, ccfg, "localhost", port, on_connect, &pairs[i].cli), 0);
-    end = fx_now_ms() + 200000;
-    while (done_sides < 2 * n && fx_now_ms() < end)
+    end = tf_now_ms() + tf_ms(200000);
+    while (done_sides < 2 * n && tf_now_ms() < end)
         tlsflow_loop_run_once(loop, 100);
     if (done_sides < 2 * n)
         fail_msg("%zu of %zu sides finished (accepted %zu)", done_sides, 2 * n, nextsrv);
@@ -198,7 +199,7 @@ static void run(size_t n, uint32_t seed)
     free(pairs);
 }
 
-static void test_many_flows(void **state)
+TF_TEST(test_many_flows, 280)
 {
     const char *e = getenv("TF_FAULTS_FLOWS");
     size_t n = e ? (size_t)atol(e) : 1000;
@@ -206,7 +207,6 @@ static void test_many_flows(void **state)
     int fds;
     size_t heap;
 
-    (void)state;
     getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 2 * n + 64) {
         print_message("SKIP: RLIMIT_NOFILE hard limit %lu < %zu\n", (unsigned long)rl.rlim_max, 2 * n + 64);
@@ -217,12 +217,12 @@ static void test_many_flows(void **state)
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
     }
     run(16, 7);                  /* warm-up: one-time allocations of GnuTLS */
-    fds = fx_fd_count();
-    heap = fx_heap_in_use();
+    fds = tf_fd_count();
+    heap = tf_heap_in_use();
     run(n, 42);
-    assert_int_equal(fx_fd_count(), fds);
+    assert_int_equal(tf_fd_count(), fds);
     if (heap) {
-        size_t now = fx_heap_in_use();
+        size_t now = tf_heap_in_use();
         print_message("heap in use: %zu before, %zu after\n", heap, now);
         assert_true(now < heap + 256 * 1024);
     }
@@ -231,7 +231,7 @@ static void test_many_flows(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_flows),
+        TF_CASE(test_many_flows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

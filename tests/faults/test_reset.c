@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "faults.h"
+#include "tf_gnutls_peer.h"
 
 #define NWRITES 32
 #define WSIZE (1u << 20)
@@ -79,33 +79,22 @@ static void on_open(tlsflow *f, const tlsflow_result *r, void *arg)
 }
 
 /* The peer reads a little of what we send, then resets. */
-static void read_then_reset(fx_peer *p)
+static void read_then_reset(tf_gnutls_peer *p)
 {
-    char buf[16384];
-    long got = 0;
-
-    while (got < 256 * 1024) {
-        ssize_t n = gnutls_record_recv(p->s, buf, sizeof(buf));
-        if (n <= 0)
-            break;
-        got += n;
-    }
-    p->count = got;
-    fx_reset(p->fd);
-    p->fd = -1;
+    p->count = tf_gnutls_peer_recv(p, 256 * 1024);
+    tf_gnutls_peer_hangup(p, true);
 }
 
 /* The peer sends a record and half of another, then resets. */
-static void half_record_then_reset(fx_peer *p)
+static void half_record_then_reset(tf_gnutls_peer *p)
 {
     static const uint8_t part[] = { 0x17, 0x03, 0x03, 0x00, 0x40, 1, 2, 3, 4, 5, 6, 7, 8 };
 
-    fx_peer_send(p, "hello", 5);
+    tf_gnutls_peer_send(p, "hello", 5);
     usleep(100 * 1000);
     send(p->fd, part, sizeof(part), MSG_NOSIGNAL);
     usleep(100 * 1000);
-    fx_reset(p->fd);
-    p->fd = -1;
+    tf_gnutls_peer_hangup(p, true);
 }
 
 static bool is_reset_error(tlsflow_error e)
@@ -115,43 +104,44 @@ static bool is_reset_error(tlsflow_error e)
 }
 
 /* One run: our flow is the server (listener) or the client (connect). */
-static void run(bool dut_server, bool mid_write, void (*script)(fx_peer *))
+static void run(bool dut_server, bool mid_write, tf_gnutls_script *script)
 {
     tlsflow_loop *loop;
     tlsflow_config *cfg;
     tlsflow_listener *ls = NULL;
-    fx_peer peer;
-    int fds = fx_fd_count(), port, lfd = -1;
+    tf_gnutls_peer peer;
+    int fds = tf_fd_count(), port, lfd = -1, fd;
     char portstr[16];
 
     memset(&d, 0, sizeof(d));
     memset(&peer, 0, sizeof(peer));
     writer = mid_write;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    cfg = dut_server ? fx_server_config(NULL, 5000) : fx_client_config(NULL, 5000);
+    cfg = tf_config(dut_server ? TLSFLOW_SERVER : TLSFLOW_CLIENT, NULL, 5000);
     peer.server = !dut_server;
     peer.script = script;
     if (dut_server) {
         assert_int_equal(tlsflow_listen(loop, cfg, "127.0.0.1", "0", on_open, NULL, &ls), 0);
-        peer.fd = fx_tcp_connect(tlsflow_listener_port(ls));
-        assert_true(peer.fd >= 0);
-        fx_peer_start(&peer);
+        fd = tf_tcp_connect(tlsflow_listener_port(ls));
+        assert_true(fd >= 0);
+        tf_gnutls_peer_start(&peer, fd);
     } else {
-        lfd = fx_tcp_listen(&port);
+        lfd = tf_tcp_listen(&port);
+        assert_true(lfd >= 0);
         snprintf(portstr, sizeof(portstr), "%d", port);
         assert_int_equal(tlsflow_connect(loop, cfg, "localhost", portstr, on_open, NULL), 0);
-        fx_run_for(loop, 20);
-        peer.fd = accept(lfd, NULL, NULL);
+        tf_run_for(loop, 20);
+        fd = accept(lfd, NULL, NULL);
         close(lfd);
-        assert_true(peer.fd >= 0);
-        fx_peer_start(&peer);
+        assert_true(fd >= 0);
+        tf_gnutls_peer_start(&peer, fd);
     }
-    assert_true(fx_run_until(loop, &d.read_done, 10000));
+    tf_run_until_flag(loop, &d.read_done, 10000, "the read to end");
     if (mid_write) {
         /* Every write completes; after the reset they end with EOF or the error. */
-        while (d.write_calls < NWRITES && fx_run_until(loop, (volatile int *)&peer.done, 100))
-            fx_run_for(loop, 50);
-        fx_run_for(loop, 100);
+        while (d.write_calls < NWRITES && tf_try_run_until(loop, tf_gnutls_peer_done, &peer, 100))
+            tf_run_for(loop, 50);
+        tf_run_for(loop, 100);
         assert_int_equal(d.write_calls, NWRITES);
         assert_true(d.writes_ok < NWRITES);
         assert_true(d.writes_eof + d.writes_err > 0);
@@ -171,35 +161,34 @@ static void run(bool dut_server, bool mid_write, void (*script)(fx_peer *))
     if (ls)
         tlsflow_listener_close(ls);
     assert_int_equal(tlsflow_loop_run(loop), 0);
-    fx_peer_join(&peer);
+    tf_gnutls_peer_join(&peer, 10000);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
-    assert_int_equal(fx_fd_count(), fds);
+    assert_int_equal(tf_fd_count(), fds);
 }
 
-static void test_server_reset_mid_write(void **s) { (void)s; run(true, true, read_then_reset); }
-static void test_server_reset_mid_read(void **s) { (void)s; run(true, false, half_record_then_reset); }
-static void test_client_reset_mid_write(void **s) { (void)s; run(false, true, read_then_reset); }
-static void test_client_reset_mid_read(void **s) { (void)s; run(false, false, half_record_then_reset); }
+TF_TEST(test_server_reset_mid_write, 30) { run(true, true, read_then_reset); }
+TF_TEST(test_server_reset_mid_read, 30) { run(true, false, half_record_then_reset); }
+TF_TEST(test_client_reset_mid_write, 30) { run(false, true, read_then_reset); }
+TF_TEST(test_client_reset_mid_read, 30) { run(false, false, half_record_then_reset); }
 
 /* Reset in the middle of the ClientHello: the opening fails with the reset. */
-static void test_reset_mid_handshake(void **state)
+TF_TEST(test_reset_mid_handshake, 30)
 {
     static const uint8_t part[] = { 0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0xfc, 0x03, 0x03 };
     tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_server_config(NULL, 5000);
-    int a, b, fds = fx_fd_count();
+    tlsflow_config *cfg = tf_config(TLSFLOW_SERVER, NULL, 5000);
+    int a, b, fds = tf_fd_count();
 
-    (void)state;
     memset(&d, 0, sizeof(d));
     writer = false;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    fx_tcp_pair(&a, &b);
+    tf_tcp_pair(&a, &b);
     assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, on_open, NULL), 0);
     assert_int_equal(send(a, part, sizeof(part), 0), (ssize_t)sizeof(part));
-    fx_run_for(loop, 50);
-    fx_reset(a);
-    assert_true(fx_run_until(loop, &d.read_done, 5000));
+    tf_run_for(loop, 50);
+    tf_tcp_reset(a);
+    tf_run_until_flag(loop, &d.read_done, 5000, "the opening to fail");
     assert_int_equal(d.opened, 0);
     assert_int_equal(d.read_end.status, TLSFLOW_ERROR);
     if (!is_reset_error(d.read_end.error))
@@ -208,20 +197,20 @@ static void test_reset_mid_handshake(void **state)
     assert_int_equal(tlsflow_loop_run(loop), 0);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
-    assert_int_equal(fx_fd_count(), fds);
+    assert_int_equal(tf_fd_count(), fds);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_server_reset_mid_write),
-        cmocka_unit_test(test_server_reset_mid_read),
-        cmocka_unit_test(test_client_reset_mid_write),
-        cmocka_unit_test(test_client_reset_mid_read),
-        cmocka_unit_test(test_reset_mid_handshake),
+        TF_CASE(test_server_reset_mid_write),
+        TF_CASE(test_server_reset_mid_read),
+        TF_CASE(test_client_reset_mid_write),
+        TF_CASE(test_client_reset_mid_read),
+        TF_CASE(test_reset_mid_handshake),
     };
 
     blob = malloc(WSIZE);
-    fx_pattern(blob, WSIZE, 1, 0);
+    tf_data_fill(blob, WSIZE, 1, 0, TF_DATA_BINARY);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "faults.h"
+#include "tf_gnutls_peer.h"
 
 #define CHUNK (256 * 1024)
 
@@ -65,43 +65,31 @@ static void on_open(tlsflow *f, const tlsflow_result *r, void *arg)
 
 /* The GnuTLS peer reads a little, then closes (FIN, not RST) or resets. */
 static bool reset_instead;
-static void read_then_close(fx_peer *p)
+static void read_then_close(tf_gnutls_peer *p)
 {
-    char buf[16384];
-
-    for (long got = 0; got < 100000;) {
-        ssize_t n = gnutls_record_recv(p->s, buf, sizeof(buf));
-        if (n <= 0)
-            break;
-        got += n;
-    }
-    if (reset_instead)
-        fx_reset(p->fd);
-    else
-        close(p->fd);
-    p->fd = -1;
+    tf_gnutls_peer_recv(p, 100000);
+    tf_gnutls_peer_hangup(p, reset_instead);
 }
 
 static void data_path(void)
 {
     tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_server_config(NULL, 5000);
+    tlsflow_config *cfg = tf_config(TLSFLOW_SERVER, NULL, 5000);
     tlsflow_listener *ls;
-    fx_peer peer;
+    tf_gnutls_peer peer;
 
     memset(&peer, 0, sizeof(peer));
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
     assert_int_equal(tlsflow_listen(loop, cfg, "127.0.0.1", "0", on_open, NULL, &ls), 0);
-    peer.fd = fx_tcp_connect(tlsflow_listener_port(ls));
     peer.script = read_then_close;
-    fx_peer_start(&peer);
-    assert_true(fx_run_until(loop, &close_done, 20000));
+    tf_gnutls_peer_start(&peer, tf_tcp_connect(tlsflow_listener_port(ls)));
+    tf_run_until_flag(loop, &close_done, 20000, "the close");
     assert_true(finished);
     assert_true(last != TLSFLOW_OK);
     tlsflow_free(flow);
     tlsflow_listener_close(ls);
     tlsflow_loop_run(loop);
-    fx_peer_join(&peer);
+    tf_gnutls_peer_join(&peer, 10000);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
 }
@@ -111,16 +99,16 @@ static void data_path(void)
 static void failed_open(void)
 {
     tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_server_config(NULL, 5000);
+    tlsflow_config *cfg = tf_config(TLSFLOW_SERVER, NULL, 5000);
     static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     int a, b;
 
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    fx_tcp_pair(&a, &b);
+    tf_tcp_pair(&a, &b);
     assert_int_equal(send(a, junk, sizeof(junk) - 1, 0), (ssize_t)sizeof(junk) - 1);
-    fx_reset(a);
+    tf_tcp_reset(a);
     assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, on_open, NULL), 0);
-    assert_true(fx_run_until(loop, &open_done, 5000));
+    tf_run_until_flag(loop, &open_done, 5000, "the opening");
     tlsflow_loop_run(loop);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
@@ -143,16 +131,16 @@ static void in_child(void (*fn)(void))
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static void test_peer_closes(void **s) { (void)s; reset_instead = false; in_child(data_path); }
-static void test_peer_resets(void **s) { (void)s; reset_instead = true; in_child(data_path); }
-static void test_failed_open(void **s) { (void)s; in_child(failed_open); }
+TF_TEST(test_peer_closes, 60) { reset_instead = false; in_child(data_path); }
+TF_TEST(test_peer_resets, 60) { reset_instead = true; in_child(data_path); }
+TF_TEST(test_failed_open, 30) { in_child(failed_open); }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_peer_closes),
-        cmocka_unit_test(test_peer_resets),
-        cmocka_unit_test(test_failed_open),
+        TF_CASE(test_peer_closes),
+        TF_CASE(test_peer_resets),
+        TF_CASE(test_failed_open),
     };
 
     blob = calloc(1, CHUNK);

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "faults.h"
+#include "tf_test.h"
 
 #define STALLERS 20
 
@@ -32,56 +32,55 @@ static void on_open(tlsflow *f, const tlsflow_result *r, void *arg)
 }
 
 /* A server flow on a connection whose client never speaks. */
-static void test_server_stall_times_out(void **state)
+TF_TEST(test_server_stall_times_out, 30)
 {
     tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_server_config(NULL, 300);
+    tlsflow_config *cfg = tf_config(TLSFLOW_SERVER, NULL, 300);
     struct opening o = { 0 };
-    int a, b, fds = fx_fd_count();
-    uint64_t t0;
+    int a, b, fds = tf_fd_count();
+    long long t0;
 
-    (void)state;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    fx_tcp_pair(&a, &b);
-    t0 = fx_now_ms();
+    tf_tcp_pair(&a, &b);
+    t0 = tf_now_ms();
     assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, on_open, &o), 0);
-    assert_true(fx_run_until(loop, &o.done, 5000));
-    assert_true(fx_now_ms() - t0 >= 250);
+    tf_run_until_flag(loop, &o.done, 5000, "the opening to fail");
+    assert_true(tf_now_ms() - t0 >= 250);
     assert_null(o.flow);
     assert_int_equal(o.r.status, TLSFLOW_ERROR);
     assert_int_equal(o.r.error.code, TLSFLOW_E_TIMEOUT);
     assert_non_null(tlsflow_error_message(o.r.error));
     /* The stalled peer learns it too: its connection ends. */
-    assert_true(fx_drain(a, 2000) != -ETIMEDOUT);
+    assert_true(tf_drain(a, 2000) != -ETIMEDOUT);
     close(a);
     assert_int_equal(tlsflow_loop_run(loop), 0);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
-    assert_int_equal(fx_fd_count(), fds);
+    assert_int_equal(tf_fd_count(), fds);
 }
 
 /* A client whose server accepts and never answers. */
-static void test_client_stall_times_out(void **state)
+TF_TEST(test_client_stall_times_out, 30)
 {
     tlsflow_loop *loop;
-    tlsflow_config *cfg = fx_client_config(NULL, 300);
+    tlsflow_config *cfg = tf_config(TLSFLOW_CLIENT, NULL, 300);
     struct opening o = { 0 };
-    int port, l = fx_tcp_listen(&port), fds;
+    int port, l = tf_tcp_listen(&port), fds;
     char ps[16];
 
-    (void)state;
-    fds = fx_fd_count();
+    assert_true(l >= 0);
+    fds = tf_fd_count();
     snprintf(ps, sizeof(ps), "%d", port);
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
     assert_int_equal(tlsflow_connect(loop, cfg, "localhost", ps, on_open, &o), 0);
-    assert_true(fx_run_until(loop, &o.done, 5000));
+    tf_run_until_flag(loop, &o.done, 5000, "the opening to fail");
     assert_null(o.flow);
     assert_int_equal(o.r.error.code, TLSFLOW_E_TIMEOUT);
     assert_int_equal(tlsflow_loop_run(loop), 0);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
     close(l);
-    assert_int_equal(fx_fd_count(), fds - 1);
+    assert_int_equal(tf_fd_count(), fds - 1);
 }
 
 /* A listener with stalled handshakes in flight serves a real client, and
@@ -158,33 +157,33 @@ static void on_connect(tlsflow *f, const tlsflow_result *r, void *arg)
     assert_int_equal(tlsflow_read(f, on_cli_read, NULL), 0);
 }
 
-static void test_listener_serves_while_stalled(void **state)
+TF_TEST(test_listener_serves_while_stalled, 30)
 {
     tlsflow_loop *loop;
-    tlsflow_config *scfg = fx_server_config(NULL, 1000), *ccfg = fx_client_config(NULL, 5000);
+    tlsflow_config *scfg = tf_config(TLSFLOW_SERVER, NULL, 1000);
+    tlsflow_config *ccfg = tf_config(TLSFLOW_CLIENT, NULL, 5000);
     tlsflow_listener *ls;
-    int stall[STALLERS], fds = fx_fd_count();
+    int stall[STALLERS], fds = tf_fd_count();
     char ps[16];
-    uint64_t t0;
+    long long t0;
 
-    (void)state;
     served = failed = cli_closed = srv_closed = 0;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
     assert_int_equal(tlsflow_listen(loop, scfg, "127.0.0.1", "0", on_accept, NULL, &ls), 0);
     snprintf(ps, sizeof(ps), "%d", tlsflow_listener_port(ls));
     for (int i = 0; i < STALLERS; i++)
-        assert_true((stall[i] = fx_tcp_connect(tlsflow_listener_port(ls))) >= 0);
-    fx_run_for(loop, 100);
-    t0 = fx_now_ms();
+        assert_true((stall[i] = tf_tcp_connect(tlsflow_listener_port(ls))) >= 0);
+    tf_run_for(loop, 100);
+    t0 = tf_now_ms();
     assert_int_equal(tlsflow_connect(loop, ccfg, "localhost", ps, on_connect, NULL), 0);
-    while (!(cli_closed && srv_closed))
-        assert_true(fx_run_until(loop, &srv_closed, 5000));
-    assert_true(fx_now_ms() - t0 < 900);   /* served before the stallers' deadline */
+    TF_RUN_UNTIL(loop, cli_closed && srv_closed, 5000);
+    /* Served before the stallers' deadline (1000 ms, scaled like it). */
+    assert_true(tf_now_ms() - t0 < tf_ms(900));
     assert_int_equal(served, 1);
     /* Then every staller is dropped (no on_flow for them). */
-    fx_run_for(loop, 1500);
+    tf_run_for(loop, 1500);
     for (int i = 0; i < STALLERS; i++) {
-        assert_true(fx_drain(stall[i], 100) != -ETIMEDOUT);
+        assert_true(tf_drain(stall[i], 100) != -ETIMEDOUT);
         close(stall[i]);
     }
     assert_int_equal(served, 1);
@@ -196,15 +195,15 @@ static void test_listener_serves_while_stalled(void **state)
     tlsflow_loop_free(loop);
     tlsflow_config_free(scfg);
     tlsflow_config_free(ccfg);
-    assert_int_equal(fx_fd_count(), fds);
+    assert_int_equal(tf_fd_count(), fds);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_server_stall_times_out),
-        cmocka_unit_test(test_client_stall_times_out),
-        cmocka_unit_test(test_listener_serves_while_stalled),
+        TF_CASE(test_server_stall_times_out),
+        TF_CASE(test_client_stall_times_out),
+        TF_CASE(test_listener_serves_while_stalled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

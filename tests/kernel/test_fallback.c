@@ -4,25 +4,31 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
 
-#include "kflow.h"
 #include "tf_test.h"
 
-static void test_auto(void **state)
+/* A tlsflow client and server echoing len bytes, both in mode. */
+static void echo(tlsflow_ktls_mode mode, const char *priority, size_t len, tf_echo_run *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->priority = priority;
+    r->ktls = mode;
+    r->len = len;
+    r->seed = 0xfa11;
+    tf_echo_roundtrip(r);
+}
+
+TF_TEST(test_auto, 60)
 {
     const char *prios[] = { "NORMAL:-VERS-ALL:+VERS-TLS1.3", "NORMAL:-VERS-ALL:+VERS-TLS1.2" };
-    int kernel = kflow_kernel_has_tls();
-    kflow_run run;
+    int kernel = tf_kernel_has_tls();
+    tf_echo_run run;
 
-    (void)state;
     for (int i = 0; i < 2; i++) {
-        memset(&run, 0, sizeof(run));
-        run.priority = prios[i];
-        run.ktls = TLSFLOW_KTLS_AUTO;
-        run.bytes = 3 << 20;
-        kflow_echo(&run);
+        echo(TLSFLOW_KTLS_AUTO, prios[i], 3 << 20, &run);
         assert_true(run.ok);
         assert_int_equal(run.cli.ktls_tx, kernel);
         assert_int_equal(run.cli.ktls_rx, kernel);
@@ -31,39 +37,31 @@ static void test_auto(void **state)
     }
 }
 
-static void test_off(void **state)
+TF_TEST(test_off, 60)
 {
-    kflow_run run;
+    tf_echo_run run;
 
-    (void)state;
-    memset(&run, 0, sizeof(run));
-    run.ktls = TLSFLOW_KTLS_OFF;
-    run.bytes = 1 << 20;
-    kflow_echo(&run);
+    echo(TLSFLOW_KTLS_OFF, NULL, 1 << 20, &run);
     assert_true(run.ok);
     assert_int_equal(run.cli.ktls_tx + run.cli.ktls_rx + run.srv.ktls_tx + run.srv.ktls_rx, 0);
 }
 
-static void test_require_without_kernel(void **state)
+TF_TEST(test_require_without_kernel, 60)
 {
-    kflow_run run;
+    tf_echo_run run;
 
-    (void)state;
-    if (kflow_kernel_has_tls())
-        skip();
-    memset(&run, 0, sizeof(run));
-    run.ktls = TLSFLOW_KTLS_REQUIRE;
-    run.bytes = 1024;
-    kflow_echo(&run);
+    if (tf_kernel_has_tls())
+        TF_SKIP_TEST("this kernel has the tls ULP");
+    echo(TLSFLOW_KTLS_REQUIRE, NULL, 1024, &run);
     assert_int_equal(run.open_error, TLSFLOW_E_KTLS_UNAVAILABLE);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auto),
-        cmocka_unit_test(test_off),
-        cmocka_unit_test(test_require_without_kernel),
+        TF_CASE(test_auto),
+        TF_CASE(test_off),
+        TF_CASE(test_require_without_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,8 +18,7 @@
 #include <cmocka.h>
 #include <gnutls/gnutls.h>
 
-#include "kpeer.h"
-#include "tf_test.h"
+#include "tf_gnutls_peer.h"
 
 #define FLOW_PART  (128u << 10)
 #define PLAIN_PART (256u << 10)
@@ -29,17 +28,12 @@ static const char *const prio[] = {
     "NORMAL:-VERS-ALL:+VERS-TLS1.3",
 };
 
-static bool called(void *arg)
-{
-    return ((tf_done *)arg)->n > 0;
-}
-
 /* Plain syscalls: writes the stream from offset `from` while reading its echo. */
 static void plain_echo(int fd, uint64_t seed, uint64_t from, size_t len)
 {
     uint8_t *out = malloc(len), *in = malloc(len);
     size_t sent = 0, got = 0;
-    long long end = tf_now_ms() + 30000;
+    long long end = tf_now_ms() + tf_ms(30000);
 
     assert_non_null(out);
     assert_non_null(in);
@@ -76,67 +70,26 @@ static void plain_echo(int fd, uint64_t seed, uint64_t from, size_t len)
     free(in);
 }
 
-struct back {
-    uint8_t *buf;
-    size_t   got, cap;
-    int      status;
-    bool     done;
-    char     msg[256];
-};
-
-static void back_read(tlsflow *f, const tlsflow_result *r, void *arg)
-{
-    struct back *b = arg;
-
-    b->status = r->status;
-    if (r->status != TLSFLOW_OK) {
-        snprintf(b->msg, sizeof(b->msg), "%s", r->status == TLSFLOW_EOF ? "EOF" : tlsflow_error_message(r->error));
-        b->done = true;
-        return;
-    }
-    if (b->got + r->len > b->cap)
-        fail_msg("more came back than was sent");
-    memcpy(b->buf + b->got, r->data, r->len);
-    b->got += r->len;
-    if (b->got == b->cap)
-        b->done = true;
-    else
-        assert_int_equal(tlsflow_read(f, back_read, b), 0);
-}
-
-static bool back_done(void *arg)
-{
-    return ((struct back *)arg)->done;
-}
-
 /* Through the flow: the stream from offset `from`, its echo checked. */
 static void xfer_from(tlsflow_loop *loop, tlsflow *f, uint64_t seed, uint64_t from, size_t len)
 {
-    uint8_t *buf = malloc(len);
-    struct back b = { .buf = malloc(len), .cap = len };
-    tf_done w = { 0 };
+    tf_xfer x = { .len = len, .expect = len, .chunk = len, .seed = seed, .offset = from };
 
-    assert_non_null(buf);
-    assert_non_null(b.buf);
-    tf_data_fill(buf, len, seed, from, TF_DATA_BINARY);
-    assert_int_equal(tlsflow_read(f, back_read, &b), 0);
-    assert_int_equal(tlsflow_write(f, buf, len, tf_on_done, &w), 0);
-    tf_run_until(loop, back_done, &b, 15000, "the echo");
-    if (b.status != TLSFLOW_OK)
-        fail_msg("tlsflow_read after the plain syscalls: %s", b.msg);
-    tf_run_until(loop, called, &w, 15000, "the write");
-    assert_int_equal(w.status, TLSFLOW_OK);
-    assert_memory_equal(b.buf, buf, len);
-    free(buf);
-    free(b.buf);
+    tf_xfer_begin(&x, f);
+    tf_run_until(loop, tf_xfer_cond, &x, 15000, "the echo");
+    if (x.failed || x.eof)
+        fail_msg("tlsflow_read after the plain syscalls: %s", x.eof ? "EOF" : x.message);
+    assert_int_equal(x.received, len);
+    assert_int_equal(x.writes, 1);
+    tf_xfer_release(&x);
 }
 
 TF_TEST(plain_syscalls, 60)
 {
     int v = (int)(uintptr_t)*state;
     tlsflow_loop *loop = tf_loop_new();
-    tlsflow_config *cfg = kt_client_config(prio[v]);
-    kpeer kp = { 0 };
+    tlsflow_config *cfg = tf_config_ktls(TLSFLOW_CLIENT, prio[v], TLSFLOW_KTLS_REQUIRE);
+    tf_gnutls_peer kp = { .server = true };
     tf_done con, cl = { 0 };
     tf_xfer x;
     tlsflow_info info;
@@ -144,8 +97,8 @@ TF_TEST(plain_syscalls, 60)
     kp.priority = prio[v];
     kp.echo = true;
     kp.seed = 0xfd + (uint64_t)v;
-    kpeer_start(&kp);
-    if (kt_connect(loop, cfg, kp.port, &con))
+    tf_gnutls_peer_listen(&kp);
+    if (tf_connect_fd_sync(loop, cfg, kp.port, &con, 15000))
         fail_msg("connect: %s", con.message);
     /* Through the flow first (checked), so both keys are surely in the kernel. */
     tf_xfer_start(&x, con.flow, FLOW_PART, FLOW_PART, kp.seed, TF_DATA_BINARY);
@@ -160,12 +113,11 @@ TF_TEST(plain_syscalls, 60)
     plain_echo(tlsflow_fd(con.flow), kp.seed, FLOW_PART, PLAIN_PART);
     /* And the flow again: the kernel's sequence numbers moved, not ours. */
     xfer_from(loop, con.flow, kp.seed, FLOW_PART + PLAIN_PART, 64u << 10);
-    assert_int_equal(tlsflow_close(con.flow, tf_on_done, &cl), 0);
-    tf_run_until(loop, called, &cl, 15000, "the close");
+    tf_close_sync(loop, con.flow, &cl, 15000);
     if (cl.status != TLSFLOW_OK)
         fail_msg("close: %s", cl.message);
     tlsflow_free(con.flow);
-    kpeer_join(&kp, 15000);
+    tf_gnutls_peer_join(&kp, 15000);
     if (kp.gerr)
         fail_msg("GnuTLS peer: %s: %s", kp.where, gnutls_strerror(kp.gerr));
     if (kp.mismatch)
@@ -179,13 +131,13 @@ TF_TEST(plain_syscalls, 60)
 int main(void)
 {
     struct CMUnitTest tests[2];
-    int pre = kt_prelude();
+    int pre = tf_kernel_prelude();
 
     if (pre)
         return pre;
     for (int v = 1; v >= 0; v--)
         tests[1 - v] = (struct CMUnitTest)TF_CASE_WITH(plain_syscalls,
-                                                       kt_name("plain_syscalls_tls1%d", v ? 3 : 2),
+                                                       tf_name("plain_syscalls_tls1%d", v ? 3 : 2),
                                                        (void *)(uintptr_t)v);
     return _cmocka_run_group_tests("kernel_fd", tests, 2, NULL, NULL);
 }

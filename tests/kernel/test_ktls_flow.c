@@ -3,11 +3,11 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
-#include "kflow.h"
 #include "tf_test.h"
 
 struct suite { const char *name, *prio, *cipher; unsigned version; };
@@ -24,24 +24,26 @@ static const struct suite suites[] = {
     { "tls12-chacha20", P12 "+CHACHA20-POLY1305", "CHACHA20-POLY1305", 0x0303 },
     { "tls12-aes128ccm", P12 "+AES-128-CCM", "AES-128-CCM", 0x0303 },
 };
+#define NSUITES (sizeof(suites) / sizeof(suites[0]))
 
-static void run_suite(void **state)
+TF_TEST(run_suite, 60)
 {
     const struct suite *s = *state;
-    kflow_run run;
+    tf_echo_run run;
 
     for (int from_server = 0; from_server < 2; from_server++) {
         memset(&run, 0, sizeof(run));
         run.priority = s->prio;
         run.ktls = TLSFLOW_KTLS_REQUIRE;
-        run.bytes = 1 << 20;
+        run.len = 1 << 20;
+        run.seed = 0x6b;
         run.close_from_server = from_server;
-        kflow_echo(&run);
+        tf_echo_roundtrip(&run);
         if (run.open_error)
             fail_msg("%s: open failed with code %d", s->name, run.open_error);
         assert_true(run.ok);
         assert_int_equal(run.cli.tls_version, s->version);
-        assert_string_equal(run.cipher, s->cipher);
+        assert_string_equal(run.cli.cipher, s->cipher);
         assert_int_equal(run.cli.ktls_tx, 1);
         assert_int_equal(run.cli.ktls_rx, 1);
         assert_int_equal(run.srv.ktls_tx, 1);
@@ -51,19 +53,12 @@ static void run_suite(void **state)
 
 int main(void)
 {
-    struct CMUnitTest tests[sizeof(suites) / sizeof(suites[0])];
+    struct CMUnitTest tests[NSUITES];
+    int pre = tf_kernel_prelude();
 
-    if (!kflow_kernel_has_tls()) {
-        if (kflow_expect_ktls()) {
-            fprintf(stderr, "TLSFLOW_EXPECT_KTLS=1 but the tls ULP is missing\n");
-            return 1;
-        }
-        fprintf(stderr, "skip: this kernel has no tls ULP\n");
-        return TF_SKIP;
-    }
-    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
-        struct CMUnitTest t = { suites[i].name, run_suite, NULL, NULL, (void *)&suites[i] };
-        tests[i] = t;
-    }
+    if (pre)
+        return pre;
+    for (size_t i = 0; i < NSUITES; i++)
+        tests[i] = (struct CMUnitTest)TF_CASE_WITH(run_suite, suites[i].name, &suites[i]);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

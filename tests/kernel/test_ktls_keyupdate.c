@@ -21,8 +21,7 @@
 #include <cmocka.h>
 #include <gnutls/gnutls.h>
 
-#include "kpeer.h"
-#include "tf_test.h"
+#include "tf_gnutls_peer.h"
 
 #define TOTAL (768u << 10)
 
@@ -55,31 +54,26 @@ static void tcp_note(int fd, const char *when)
             ti.tcpi_state, outq, inq);
 }
 
-static bool called(void *arg)
-{
-    return ((tf_done *)arg)->n > 0;
-}
-
 TF_TEST(peer_key_update, 90)
 {
     const struct suite *su = *state;
-    int rekeys = kt_kernel_rekeys();
+    int rekeys = tf_kernel_rekeys();
     tlsflow_loop *loop = tf_loop_new();
-    tlsflow_config *cfg = kt_client_config(su->prio);
-    kpeer kp = { 0 };
+    tlsflow_config *cfg = tf_config_ktls(TLSFLOW_CLIENT, su->prio, TLSFLOW_KTLS_REQUIRE);
+    tf_gnutls_peer kp = { .server = true };
     tf_done con, cl = { 0 };
     tf_xfer x;
     tlsflow_info info;
-    kt_stat s0, s1;
+    tf_tls_stat s0, s1;
 
     kp.priority = su->prio;
     kp.echo = true;
     kp.seed = 0x4b55;
     kp.ku_peer_at = su->ku_peer_at;
     kp.ku_at = su->ku_at;
-    kt_stat_read(&s0);
-    kpeer_start(&kp);
-    if (kt_connect(loop, cfg, kp.port, &con))
+    tf_tls_stat_read(&s0);
+    tf_gnutls_peer_listen(&kp);
+    if (tf_connect_fd_sync(loop, cfg, kp.port, &con, 15000))
         fail_msg("connect: %s", con.message);
     assert_int_equal(tlsflow_get_info(con.flow, &info), 0);
     assert_int_equal(info.tls_version, 0x0304);
@@ -95,14 +89,14 @@ TF_TEST(peer_key_update, 90)
             fail_msg("after the rekeys: ktls_tx %d ktls_rx %d", info.ktls_tx, info.ktls_rx);
         tcp_note(tlsflow_fd(con.flow), "before the close");
         assert_int_equal(tlsflow_close(con.flow, tf_on_done, &cl), 0);
-        tf_run_until(loop, called, &cl, 15000, "the close");
+        tf_run_until(loop, tf_cond_done, &cl, 15000, "the close");
         tcp_note(tlsflow_fd(con.flow), "after the close");
         if (cl.status != TLSFLOW_OK)
             fail_msg("close: %s", cl.message);
         tf_run_for(loop, 300);
         tcp_note(tlsflow_fd(con.flow), "300 ms later");
         tlsflow_free(con.flow);
-        kpeer_join(&kp, 20000);
+        tf_gnutls_peer_join(&kp, 20000);
         if (kp.gerr)
             fail_msg("GnuTLS peer: %s: %s (it had received %zu bytes and sent %zu; close_notify %d)",
                      kp.where, gnutls_strerror(kp.gerr), kp.received, kp.sent, kp.close_notify);
@@ -111,11 +105,11 @@ TF_TEST(peer_key_update, 90)
         assert_int_equal(kp.received, TOTAL);
         assert_int_equal(kp.ku_done, (su->ku_peer_at > 0) + (su->ku_at > 0));
         assert_true(kp.close_notify);
-        kt_stat_read(&s1);
-        kt_stat_expect(&s0, &s1, "TlsRxRekeyOk", kp.ku_done, kp.ku_done);
-        kt_stat_expect(&s0, &s1, "TlsTxRekeyOk", su->ku_peer_at > 0, su->ku_peer_at > 0);
-        kt_stat_expect(&s0, &s1, "TlsRxRekeyReceived", kp.ku_done, kp.ku_done);
-        kt_stat_expect(&s0, &s1, "TlsDecryptError", 0, 0);
+        tf_tls_stat_read(&s1);
+        tf_tls_stat_expect(&s0, &s1, "TlsRxRekeyOk", kp.ku_done, kp.ku_done);
+        tf_tls_stat_expect(&s0, &s1, "TlsTxRekeyOk", su->ku_peer_at > 0, su->ku_peer_at > 0);
+        tf_tls_stat_expect(&s0, &s1, "TlsRxRekeyReceived", kp.ku_done, kp.ku_done);
+        tf_tls_stat_expect(&s0, &s1, "TlsDecryptError", 0, 0);
     } else {
         if (!x.failed)
             fail_msg("this kernel cannot rekey, yet the flow carried on through the KeyUpdate");
@@ -136,13 +130,13 @@ TF_TEST(peer_key_update, 90)
         {
             tf_done w = { 0 };
             assert_int_equal(tlsflow_write(con.flow, "x", 1, tf_on_done, &w), 0);
-            tf_run_until(loop, called, &w, 5000, "a write after the error");
+            tf_run_until(loop, tf_cond_done, &w, 5000, "a write after the error");
             assert_int_equal(w.status, TLSFLOW_ERROR);
             assert_int_equal(w.error.code, TLSFLOW_E_REKEY);
         }
         tlsflow_free(con.flow);
         tf_run_for(loop, 50);
-        kpeer_join(&kp, 20000);
+        tf_gnutls_peer_join(&kp, 20000);
     }
     tf_xfer_release(&x);
     tlsflow_loop_free(loop);
@@ -152,13 +146,13 @@ TF_TEST(peer_key_update, 90)
 int main(void)
 {
     struct CMUnitTest tests[NSUITES];
-    int pre = kt_prelude();
+    int pre = tf_kernel_prelude();
 
     if (pre)
         return pre;
-    fprintf(stderr, "kernel %s TLS 1.3 rekey\n", kt_kernel_rekeys() ? "supports" : "lacks");
+    fprintf(stderr, "kernel %s TLS 1.3 rekey\n", tf_kernel_rekeys() ? "supports" : "lacks");
     for (size_t i = 0; i < NSUITES; i++)
         tests[i] = (struct CMUnitTest)TF_CASE_WITH(
-            peer_key_update, kt_name("peer_key_update_%s", suites[i].name), &suites[i]);
+            peer_key_update, tf_name("peer_key_update_%s", suites[i].name), &suites[i]);
     return _cmocka_run_group_tests("kernel_keyupdate", tests, NSUITES, NULL, NULL);
 }

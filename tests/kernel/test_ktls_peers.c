@@ -14,7 +14,6 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kpeer.h"
 #include "tf_test.h"
 
 #define BULK (256u << 10)
@@ -32,24 +31,19 @@ struct param {
 
 static const struct param params[] = { { "tls12", 0 }, { "tls13", 1 } };
 
-static bool called(void *arg)
+static void expect_contexts(const tf_tls_stat *base, const tf_tls_stat *now, long live, const char *when)
 {
-    return ((tf_done *)arg)->n > 0;
-}
-
-static void expect_contexts(const kt_stat *base, const kt_stat *now, long live, const char *when)
-{
-    long tx = kt_stat_delta(base, now, "TlsCurrTxSw"), rx = kt_stat_delta(base, now, "TlsCurrRxSw");
+    long tx = tf_tls_stat_delta(base, now, "TlsCurrTxSw"), rx = tf_tls_stat_delta(base, now, "TlsCurrRxSw");
 
     if (tx != live || rx != live)
         fail_msg("%s: TlsCurrTxSw %+ld, TlsCurrRxSw %+ld; want %+ld each", when, tx, rx, live);
 }
 
-static void expect_totals(const kt_stat *base, const kt_stat *now)
+static void expect_totals(const tf_tls_stat *base, const tf_tls_stat *now)
 {
-    kt_stat_expect(base, now, "TlsTxSw", 1, 1);
-    kt_stat_expect(base, now, "TlsRxSw", 1, 1);
-    kt_stat_expect(base, now, "TlsDecryptError", 0, 0);
+    tf_tls_stat_expect(base, now, "TlsTxSw", 1, 1);
+    tf_tls_stat_expect(base, now, "TlsRxSw", 1, 1);
+    tf_tls_stat_expect(base, now, "TlsDecryptError", 0, 0);
 }
 
 /* ---- tlsflow client ---- */
@@ -57,13 +51,13 @@ static void expect_totals(const kt_stat *base, const kt_stat *now)
 static void client_run(int port, int v, bool server_closes)
 {
     tlsflow_loop *loop = tf_loop_new();
-    tlsflow_config *cfg = kt_client_config(prio[v]);
+    tlsflow_config *cfg = tf_config_ktls(TLSFLOW_CLIENT, prio[v], TLSFLOW_KTLS_REQUIRE);
     tf_done con, rd, cl = { 0 };
     tf_xfer x;
     tlsflow_info info;
-    kt_stat s0, s1, s2;
+    tf_tls_stat s0, s1, s2;
 
-    kt_stat_read(&s0);
+    tf_tls_stat_read(&s0);
     if (tf_connect_sync(loop, cfg, "localhost", port, &con, 15000))
         fail_msg("connect: %s", con.message);
     tf_xfer_start(&x, con.flow, BULK, BULK, 0x5eed + (uint64_t)v, TF_DATA_TEXT);
@@ -75,22 +69,21 @@ static void client_run(int port, int v, bool server_closes)
     assert_int_equal(info.tls_version, v ? 0x0304 : 0x0303);
     if (!info.ktls_tx || !info.ktls_rx)
         fail_msg("after the transfer: ktls_tx %d ktls_rx %d; want 1, 1", info.ktls_tx, info.ktls_rx);
-    kt_stat_read(&s1);
+    tf_tls_stat_read(&s1);
     expect_contexts(&s0, &s1, 1, "during the flow");
     if (server_closes) {
-        kt_read_one(loop, con.flow, &rd);
+        tf_read_sync(loop, con.flow, &rd, 15000);
         if (rd.status != TLSFLOW_EOF)
             fail_msg("after the server closed: status %d (%s); want EOF", rd.status, rd.message);
     }
-    assert_int_equal(tlsflow_close(con.flow, tf_on_done, &cl), 0);
-    tf_run_until(loop, called, &cl, 15000, "the close");
+    tf_close_sync(loop, con.flow, &cl, 15000);
     if (cl.status != TLSFLOW_OK)
         fail_msg("close: status %d: %s", cl.status, cl.message);
     tlsflow_free(con.flow);
     tf_xfer_release(&x);
     tlsflow_loop_free(loop);
     tlsflow_config_free(cfg);
-    kt_stat_read(&s2);
+    tf_tls_stat_read(&s2);
     expect_totals(&s0, &s2);
     expect_contexts(&s0, &s2, 0, "after the flow was freed");
 }
@@ -134,7 +127,7 @@ struct srv {
     tlsflow_config *cfg;
     tf_echo         e;
     int             saw_tx, saw_rx;     /* ktls_* seen on the live flow */
-    kt_stat         base, live;
+    tf_tls_stat     base, live;
     bool            live_read;
     tf_pump        *pump;
 };
@@ -150,7 +143,7 @@ static bool srv_cond(void *arg)
         s->saw_tx |= info.ktls_tx;
         s->saw_rx |= info.ktls_rx;
         if (!s->live_read) {
-            kt_stat_read(&s->live);
+            tf_tls_stat_read(&s->live);
             s->live_read = true;
         }
     }
@@ -188,8 +181,8 @@ static void server_run(int v, bool openssl, bool server_closes)
 
     memset(&s, 0, sizeof(s));
     s.loop = tf_loop_new();
-    s.cfg = kt_server_config(prio[v]);
-    kt_stat_read(&s.base);
+    s.cfg = tf_config_ktls(TLSFLOW_SERVER, prio[v], TLSFLOW_KTLS_REQUIRE);
+    tf_tls_stat_read(&s.base);
     tf_echo_listen(&s.e, s.loop, s.cfg);
     if (server_closes)
         s.e.close_after = BULK;
@@ -224,9 +217,9 @@ static void server_run(int v, bool openssl, bool server_closes)
     tlsflow_loop_free(s.loop);
     tlsflow_config_free(s.cfg);
     {
-        kt_stat after;
+        tf_tls_stat after;
 
-        kt_stat_read(&after);
+        tf_tls_stat_read(&after);
         expect_totals(&s.base, &after);
         expect_contexts(&s.base, &after, 0, "after the flow was freed");
     }
@@ -255,7 +248,7 @@ TF_TEST(server_s_client_server_closes, 60)
 int main(void)
 {
     struct CMUnitTest tests[2 * 7];
-    int n = 0, pre = kt_prelude();
+    int n = 0, pre = tf_kernel_prelude();
 
     if (pre)
         return pre;
@@ -263,13 +256,13 @@ int main(void)
     for (int i = 0; i < 2; i++) {
         const struct param *p = &params[i];
 
-        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(client_gnutls_serv, kt_name("client_gnutls_serv_%s", p->name), p);
-        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(client_socat_cat, kt_name("client_socat_cat_%s", p->name), p);
-        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(client_socat_server_closes, kt_name("client_socat_server_closes_%s", p->name), p);
-        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_gnutls_cli_client_closes, kt_name("server_gnutls_cli_client_closes_%s", p->name), p);
-        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_gnutls_cli_server_closes, kt_name("server_gnutls_cli_server_closes_%s", p->name), p);
-        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_s_client_client_closes, kt_name("server_s_client_client_closes_%s", p->name), p);
-        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_s_client_server_closes, kt_name("server_s_client_server_closes_%s", p->name), p);
+        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(client_gnutls_serv, tf_name("client_gnutls_serv_%s", p->name), p);
+        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(client_socat_cat, tf_name("client_socat_cat_%s", p->name), p);
+        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(client_socat_server_closes, tf_name("client_socat_server_closes_%s", p->name), p);
+        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_gnutls_cli_client_closes, tf_name("server_gnutls_cli_client_closes_%s", p->name), p);
+        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_gnutls_cli_server_closes, tf_name("server_gnutls_cli_server_closes_%s", p->name), p);
+        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_s_client_client_closes, tf_name("server_s_client_client_closes_%s", p->name), p);
+        tests[n++] = (struct CMUnitTest)TF_CASE_WITH(server_s_client_server_closes, tf_name("server_s_client_server_closes_%s", p->name), p);
     }
     return _cmocka_run_group_tests("kernel_peers", tests, (size_t)n, NULL, NULL);
 }

@@ -12,18 +12,12 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kpeer.h"
 #include "tf_test.h"
 
 static const char *const prio[] = {
     "NORMAL:-VERS-ALL:+VERS-TLS1.2",
     "NORMAL:-VERS-ALL:+VERS-TLS1.3",
 };
-
-static bool called(void *arg)
-{
-    return ((tf_done *)arg)->n > 0;
-}
 
 /* A checked echo of 64 KiB: reading it takes in the tickets that came first. */
 static void exchange(tlsflow_loop *loop, tlsflow *f, uint64_t seed)
@@ -52,8 +46,7 @@ static int session(tlsflow_loop *loop, const tlsflow_config *cfg, int port, int 
     if (!info.ktls_tx || !info.ktls_rx)
         fail_msg("connection %d (resumed %d): ktls_tx %d ktls_rx %d; want 1, 1", nth, info.resumed,
                  info.ktls_tx, info.ktls_rx);
-    assert_int_equal(tlsflow_close(con.flow, tf_on_done, &cl), 0);
-    tf_run_until(loop, called, &cl, 15000, "the close");
+    tf_close_sync(loop, con.flow, &cl, 15000);
     if (cl.status != TLSFLOW_OK)
         fail_msg("connection %d: close: %s", nth, cl.message);
     tlsflow_free(con.flow);
@@ -67,10 +60,10 @@ static int session(tlsflow_loop *loop, const tlsflow_config *cfg, int port, int 
 
 static void resumes(int port, int v, tlsflow_loop *loop, tf_echo *e, long contexts)
 {
-    tlsflow_config *cfg = kt_client_config(prio[v]);
-    kt_stat s0, s1;
+    tlsflow_config *cfg = tf_config_ktls(TLSFLOW_CLIENT, prio[v], TLSFLOW_KTLS_REQUIRE);
+    tf_tls_stat s0, s1;
 
-    kt_stat_read(&s0);
+    tf_tls_stat_read(&s0);
     if (session(loop, cfg, port, v, 0, e) != 0)
         fail_msg("the first connection says it resumed");
     if (session(loop, cfg, port, v, 1, e) != 1)
@@ -80,10 +73,10 @@ static void resumes(int port, int v, tlsflow_loop *loop, tf_echo *e, long contex
         assert_int_equal(e->conns[0].info.resumed, 0);
         assert_int_equal(e->conns[1].info.resumed, 1);
     }
-    kt_stat_read(&s1);
-    kt_stat_expect(&s0, &s1, "TlsTxSw", contexts, contexts);
-    kt_stat_expect(&s0, &s1, "TlsRxSw", contexts, contexts);
-    kt_stat_expect(&s0, &s1, "TlsDecryptError", 0, 0);
+    tf_tls_stat_read(&s1);
+    tf_tls_stat_expect(&s0, &s1, "TlsTxSw", contexts, contexts);
+    tf_tls_stat_expect(&s0, &s1, "TlsRxSw", contexts, contexts);
+    tf_tls_stat_expect(&s0, &s1, "TlsDecryptError", 0, 0);
     tlsflow_config_free(cfg);
 }
 
@@ -91,7 +84,7 @@ TF_TEST(client_tlsflow_server, 60)
 {
     int v = (int)(uintptr_t)*state;
     tlsflow_loop *loop = tf_loop_new();
-    tlsflow_config *scfg = kt_server_config(prio[v]);
+    tlsflow_config *scfg = tf_config_ktls(TLSFLOW_SERVER, prio[v], TLSFLOW_KTLS_REQUIRE);
     tf_echo e;
 
     tf_echo_listen(&e, loop, scfg);
@@ -115,17 +108,17 @@ TF_TEST(client_gnutls_serv, 60)
 int main(void)
 {
     struct CMUnitTest tests[4];
-    int n = 0, pre = kt_prelude();
+    int n = 0, pre = tf_kernel_prelude();
 
     if (pre)
         return pre;
     tf_require_bins("gnutls-serv", NULL);
     for (int v = 1; v >= 0; v--) {
         tests[n++] = (struct CMUnitTest)TF_CASE_WITH(
-            client_tlsflow_server, kt_name("client_tlsflow_server_tls1%d", v ? 3 : 2),
+            client_tlsflow_server, tf_name("client_tlsflow_server_tls1%d", v ? 3 : 2),
             (void *)(uintptr_t)v);
         tests[n++] = (struct CMUnitTest)TF_CASE_WITH(
-            client_gnutls_serv, kt_name("client_gnutls_serv_tls1%d", v ? 3 : 2), (void *)(uintptr_t)v);
+            client_gnutls_serv, tf_name("client_gnutls_serv_tls1%d", v ? 3 : 2), (void *)(uintptr_t)v);
     }
     return _cmocka_run_group_tests("kernel_resume", tests, (size_t)n, NULL, NULL);
 }

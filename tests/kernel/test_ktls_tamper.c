@@ -3,22 +3,15 @@
  * body of the first application-data record that starts past 64 KiB of one
  * direction.  The kTLS receiver fails with TLSFLOW_E_BAD_RECORD (the kernel's
  * EBADMSG) and TlsDecryptError moves; no changed byte reaches the application. */
-#include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <cmocka.h>
 
-#include "kpeer.h"
 #include "tf_test.h"
 
 #define TOTAL     (512u << 10)
@@ -29,32 +22,31 @@ static const char *const prio[] = {
     "NORMAL:-VERS-ALL:+VERS-TLS1.3",
 };
 
-/* ---- the tampering relay ---- */
+/* ---- the tampering relay's hook ---- */
 
-struct scan {               /* TLS record framing of one direction */
-    uint8_t  hdr[5];
-    size_t   hdr_got, body_left, body_len, body_pos;
-    uint64_t offset;        /* stream bytes seen */
-    bool     armed, flipped;
-};
-
-struct relay {
-    int         lfd, target, port;
-    bool        tamper_to_client;
-    pthread_t   thread;
-    atomic_bool stop, flipped;
+struct tamper {             /* TLS record framing of one direction */
+    bool         to_client; /* the direction it changes */
+    uint8_t      hdr[5];
+    size_t       hdr_got, body_left, body_len, body_pos;
+    uint64_t     offset;    /* stream bytes seen */
+    bool         armed;
+    atomic_bool  flipped;
     atomic_ulong flip_offset;
 };
 
-static void scan_bytes(struct relay *r, struct scan *s, uint8_t *buf, size_t n)
+static void tamper_hook(uint8_t *buf, size_t n, bool to_client, void *arg)
 {
+    struct tamper *s = arg;
+
+    if (to_client != s->to_client)
+        return;
     for (size_t i = 0; i < n; i++, s->offset++) {
         if (s->hdr_got < 5) {
             s->hdr[s->hdr_got++] = buf[i];
             if (s->hdr_got == 5) {
                 s->body_len = s->body_left = (size_t)s->hdr[3] << 8 | s->hdr[4];
                 s->body_pos = 0;
-                s->armed = !s->flipped && s->hdr[0] == 23 && s->offset >= FLIP_FROM &&
+                s->armed = !atomic_load(&s->flipped) && s->hdr[0] == 23 && s->offset >= FLIP_FROM &&
                            s->body_len > 64;
                 if (s->body_left == 0)
                     s->hdr_got = 0;
@@ -63,82 +55,14 @@ static void scan_bytes(struct relay *r, struct scan *s, uint8_t *buf, size_t n)
         }
         if (s->armed && s->body_pos == s->body_len / 2) {
             buf[i] ^= 0x01;
-            s->flipped = true;
             s->armed = false;
-            atomic_store(&r->flip_offset, s->offset);
-            atomic_store(&r->flipped, true);
+            atomic_store(&s->flip_offset, s->offset);
+            atomic_store(&s->flipped, true);
         }
         s->body_pos++;
         if (--s->body_left == 0)
             s->hdr_got = 0;
     }
-}
-
-static bool forward(struct relay *r, struct scan *s, int from, int to)
-{
-    uint8_t buf[16384];
-    ssize_t n = read(from, buf, sizeof(buf));
-
-    if (n <= 0)
-        return false;
-    if (s)
-        scan_bytes(r, s, buf, (size_t)n);
-    for (ssize_t off = 0, w; off < n; off += w) {
-        w = write(to, buf + off, (size_t)(n - off));
-        if (w <= 0)
-            return false;
-    }
-    return true;
-}
-
-static void *relay_main(void *arg)
-{
-    struct relay *r = arg;
-    struct pollfd pl = { r->lfd, POLLIN, 0 };
-    struct scan sc = { .hdr_got = 0 };
-    int c = -1, s = -1;
-
-    while (!atomic_load(&r->stop) && poll(&pl, 1, 20) <= 0)
-        ;
-    if (atomic_load(&r->stop) || (c = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
-        goto out;
-    if ((s = tf_tcp_connect(r->target)) < 0)
-        goto out;
-    while (!atomic_load(&r->stop)) {
-        struct pollfd p[2] = { { c, POLLIN, 0 }, { s, POLLIN, 0 } };
-
-        if (poll(p, 2, 20) < 0)
-            break;
-        if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
-            !forward(r, r->tamper_to_client ? NULL : &sc, c, s))
-            break;
-        if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-            !forward(r, r->tamper_to_client ? &sc : NULL, s, c))
-            break;
-    }
-out:
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
-    return NULL;
-}
-
-static void relay_start(struct relay *r, int target, bool to_client)
-{
-    memset(r, 0, sizeof(*r));
-    r->target = target;
-    r->tamper_to_client = to_client;
-    r->lfd = tf_tcp_listen(&r->port);
-    if (r->lfd < 0 || pthread_create(&r->thread, NULL, relay_main, r))
-        fail_msg("relay: cannot start");
-}
-
-static void relay_stop(struct relay *r)
-{
-    atomic_store(&r->stop, true);
-    pthread_join(r->thread, NULL);
-    close(r->lfd);
 }
 
 /* ---- the cases ---- */
@@ -169,20 +93,24 @@ TF_TEST(flipped_byte, 60)
 {
     const struct param *p = *state;
     tlsflow_loop *loop = tf_loop_new();
-    tlsflow_config *scfg = kt_server_config(prio[p->v]);
-    tlsflow_config *ccfg = kt_client_config(prio[p->v]);
-    struct relay r;
+    tlsflow_config *scfg = tf_config_ktls(TLSFLOW_SERVER, prio[p->v], TLSFLOW_KTLS_REQUIRE);
+    tlsflow_config *ccfg = tf_config_ktls(TLSFLOW_CLIENT, prio[p->v], TLSFLOW_KTLS_REQUIRE);
+    struct tamper t = { .to_client = p->to_client };
+    tf_relay *r;
+    int rport;
     tf_echo e;
     tf_done con;
     tf_xfer x;
-    kt_stat s0, s1;
+    tf_tls_stat s0, s1;
     void *both[2];
     tlsflow_error got;
 
     tf_echo_listen(&e, loop, scfg);
-    relay_start(&r, e.port, p->to_client);
-    kt_stat_read(&s0);
-    if (kt_connect(loop, ccfg, r.port, &con))
+    r = tf_relay_start_hook(e.port, &rport, tamper_hook, &t);
+    if (!r)
+        fail_msg("relay: cannot start");
+    tf_tls_stat_read(&s0);
+    if (tf_connect_fd_sync(loop, ccfg, rport, &con, 15000))
         fail_msg("connect: %s", con.message);
     tf_xfer_start(&x, con.flow, TOTAL, TOTAL, 0x7a3, TF_DATA_BINARY);
     both[0] = &x;
@@ -195,7 +123,7 @@ TF_TEST(flipped_byte, 60)
     } else {
         tf_run_until(loop, settled, both, 30000, "both ends to fail");
     }
-    if (!atomic_load(&r.flipped))
+    if (!atomic_load(&t.flipped))
         fail_msg("the relay flipped no byte");
     /* Whatever came through was the sender's, byte for byte. */
     if (x.chk.bad)
@@ -209,15 +137,15 @@ TF_TEST(flipped_byte, 60)
     fprintf(stderr, "[ note ] %s: receiver: %s; other end: %s\n", tf_test_name(),
             p->to_client ? x.message : e.conns[0].message,
             p->to_client ? (e.conns[0].error.code ? e.conns[0].message : "no error") : x.message);
-    kt_stat_read(&s1);
+    tf_tls_stat_read(&s1);
     /* One flipped record; 6.1 and 7.3.4 were seen counting it twice. */
     fprintf(stderr, "[ note ] %s: TlsDecryptError %+ld\n", tf_test_name(),
-            kt_stat_delta(&s0, &s1, "TlsDecryptError"));
-    kt_stat_expect(&s0, &s1, "TlsDecryptError", 1, 2);
+            tf_tls_stat_delta(&s0, &s1, "TlsDecryptError"));
+    tf_tls_stat_expect(&s0, &s1, "TlsDecryptError", 1, 2);
     if (con.flow)
         tlsflow_free(con.flow);
     tf_echo_close(&e);
-    relay_stop(&r);
+    tf_relay_stop(r);
     tf_xfer_release(&x);
     tlsflow_loop_free(loop);
     tlsflow_config_free(scfg);
@@ -227,12 +155,12 @@ TF_TEST(flipped_byte, 60)
 int main(void)
 {
     struct CMUnitTest tests[4];
-    int pre = kt_prelude();
+    int pre = tf_kernel_prelude();
 
     if (pre)
         return pre;
     for (int i = 0; i < 4; i++)
         tests[i] = (struct CMUnitTest)TF_CASE_WITH(flipped_byte,
-                                                   kt_name("flipped_byte_%s", params[i].name), &params[i]);
+                                                   tf_name("flipped_byte_%s", params[i].name), &params[i]);
     return _cmocka_run_group_tests("kernel_tamper", tests, 4, NULL, NULL);
 }

@@ -15,29 +15,23 @@
 #include <cmocka.h>
 #include <gnutls/gnutls.h>
 
-#include "kpeer.h"
-#include "tf_test.h"
+#include "tf_gnutls_peer.h"
 
 static const char *const prio[] = {
     "NORMAL:-VERS-ALL:+VERS-TLS1.2",
     "NORMAL:-VERS-ALL:+VERS-TLS1.3",
 };
 
-static bool called(void *arg)
-{
-    return ((tf_done *)arg)->n > 0;
-}
-
 struct ctx {
     tlsflow_loop   *loop;
     tlsflow_config *cfg;
-    kpeer           kp;
+    tf_gnutls_peer  kp;
     tf_done         con;
 };
 
 static void open_to(struct ctx *c, int v, int port)
 {
-    if (kt_connect(c->loop, c->cfg, port, &c->con))
+    if (tf_connect_fd_sync(c->loop, c->cfg, port, &c->con, 15000))
         fail_msg("connect: %s", c->con.message);
     (void)v;
 }
@@ -46,7 +40,8 @@ static void ctx_init(struct ctx *c, int v)
 {
     memset(c, 0, sizeof(*c));
     c->loop = tf_loop_new();
-    c->cfg = kt_client_config(prio[v]);
+    c->cfg = tf_config_ktls(TLSFLOW_CLIENT, prio[v], TLSFLOW_KTLS_REQUIRE);
+    c->kp.server = true;
     c->kp.priority = prio[v];
     c->kp.seed = 0x7c + (uint64_t)v;
 }
@@ -56,7 +51,7 @@ static void ctx_free(struct ctx *c)
     if (c->con.flow)
         tlsflow_free(c->con.flow);
     tf_run_for(c->loop, 20);
-    kpeer_join(&c->kp, 20000);
+    tf_gnutls_peer_join(&c->kp, 20000);
     tlsflow_loop_free(c->loop);
     tlsflow_config_free(c->cfg);
 }
@@ -75,11 +70,11 @@ static void expect_sticky(struct ctx *c, tlsflow_errcode code)
     tf_done w = { 0 }, r;
 
     assert_int_equal(tlsflow_write(c->con.flow, "x", 1, tf_on_done, &w), 0);
-    tf_run_until(c->loop, called, &w, 5000, "a write after the error");
+    tf_run_until(c->loop, tf_cond_done, &w, 5000, "a write after the error");
     if (w.status != TLSFLOW_ERROR || w.error.code != code)
         fail_msg("a write after the error: status %d code %d; want the same error (%d)", w.status,
                  w.error.code, code);
-    kt_read_one(c->loop, c->con.flow, &r);
+    tf_read_sync(c->loop, c->con.flow, &r, 15000);
     if (r.status != TLSFLOW_ERROR || r.error.code != code)
         fail_msg("a read after the error: status %d code %d; want the same error (%d)", r.status,
                  r.error.code, code);
@@ -95,13 +90,13 @@ TF_TEST(fin_after_data, 30)
     ctx_init(&c, v);
     c.kp.source = 200u << 10;
     c.kp.cut = true;
-    kpeer_start(&c.kp);
+    tf_gnutls_peer_listen(&c.kp);
     open_to(&c, v, c.kp.port);
     read_all(&c, &x, c.kp.source);
     if (x.failed)
         fail_msg("before the end: %s", x.message);
     assert_int_equal(x.received, c.kp.source);
-    kt_read_one(c.loop, c.con.flow, &r);
+    tf_read_sync(c.loop, c.con.flow, &r, 15000);
     if (r.status == TLSFLOW_EOF)
         fail_msg("a TCP close without close_notify was reported as EOF");
     if (r.status != TLSFLOW_ERROR || r.error.code != TLSFLOW_E_TRUNCATED)
@@ -121,7 +116,7 @@ static void cut(int v, bool reset)
 
     ctx_init(&c, v);
     c.kp.source = 256u << 10;
-    kpeer_start(&c.kp);
+    tf_gnutls_peer_listen(&c.kp);
     relay = tf_relay_start(c.kp.port, &rport);
     assert_non_null(relay);
     /* Past the handshake and tickets, inside the data: 40000 is no multiple
@@ -175,7 +170,7 @@ TF_TEST(alert_after_data, 30)
     ctx_init(&c, v);
     c.kp.source = 64u << 10;
     c.kp.alert = GNUTLS_A_INTERNAL_ERROR;
-    kpeer_start(&c.kp);
+    tf_gnutls_peer_listen(&c.kp);
     open_to(&c, v, c.kp.port);
     read_all(&c, &x, 1u << 20);    /* more than comes: the alert ends it */
     assert_int_equal(x.received, c.kp.source);
@@ -195,7 +190,7 @@ TF_TEST(alert_mid_echo, 30)
     c.kp.echo = true;
     c.kp.alert_at = 128u << 10;
     c.kp.alert = GNUTLS_A_ILLEGAL_PARAMETER;
-    kpeer_start(&c.kp);
+    tf_gnutls_peer_listen(&c.kp);
     open_to(&c, v, c.kp.port);
     tf_xfer_start(&x, c.con.flow, 256u << 10, 256u << 10, c.kp.seed, TF_DATA_BINARY);
     tf_run_until(c.loop, tf_xfer_cond, &x, 30000, "the alert");
@@ -218,13 +213,13 @@ int main(void)
         { "alert_mid_echo", alert_mid_echo },
     };
     struct CMUnitTest tests[10];
-    int n = 0, pre = kt_prelude();
+    int n = 0, pre = tf_kernel_prelude();
 
     if (pre)
         return pre;
     for (int v = 1; v >= 0; v--)
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
             tests[n++] = (struct CMUnitTest)TF_CASE_WITH(
-                cases[i].fn, kt_name("%s_tls1%d", cases[i].name, v ? 3 : 2), (void *)(uintptr_t)v);
+                cases[i].fn, tf_name("%s_tls1%d", cases[i].name, v ? 3 : 2), (void *)(uintptr_t)v);
     return _cmocka_run_group_tests("kernel_truncation", tests, (size_t)n, NULL, NULL);
 }

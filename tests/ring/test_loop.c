@@ -5,10 +5,14 @@
  * (through a seam: operations fail or retry, nothing spins), and loop_free
  * with many operations in flight (it waits for each, and when it must give
  * up it keeps what the kernel may still use). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include <arpa/inet.h>
@@ -19,16 +23,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api/harness.h"
+#include "tf_test.h"
 
-/* loop_run can block for ever: a hang ends the process instead. */
-#define GUARD(s) alarm(s)
-
-static void test_new_free(void **state)
+TF_TEST(test_new_free, 10)
 {
     tlsflow_loop *loop = NULL;
 
-    (void)state;
     assert_int_equal(tlsflow_loop_new(NULL, 0), -EINVAL);
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
     assert_non_null(loop);
@@ -44,26 +44,23 @@ static void test_new_free(void **state)
     tlsflow_loop_stop(NULL);
 }
 
-static void test_idle_poll(void **state)
+TF_TEST(test_idle_poll, 10)
 {
     tlsflow_loop *loop;
     long long t0;
 
-    (void)state;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    t0 = h_now_ms();
+    t0 = tf_now_ms();
     for (int i = 0; i < 100; i++)
         assert_int_equal(tlsflow_loop_run_once(loop, 0), 0);
-    assert_true(h_now_ms() - t0 < 200);
+    assert_true(tf_now_ms() - t0 < 200);
     /* A bounded wait with nothing to do waits about that long. */
-    t0 = h_now_ms();
+    t0 = tf_now_ms();
     assert_int_equal(tlsflow_loop_run_once(loop, 50), 0);
-    assert_true(h_now_ms() - t0 >= 40);
-    assert_true(h_now_ms() - t0 < 1000);
+    assert_true(tf_now_ms() - t0 >= 40);
+    assert_true(tf_now_ms() - t0 < 1000);
     /* run with nothing left returns at once. */
-    GUARD(10);
     assert_int_equal(tlsflow_loop_run(loop), 0);
-    GUARD(0);
     tlsflow_loop_free(loop);
 }
 
@@ -71,36 +68,31 @@ static void test_idle_poll(void **state)
 
 static void stop_on_connect(tlsflow *f, const tlsflow_result *r, void *arg)
 {
-    struct h_env *e = arg;
+    tf_env *e = arg;
 
-    h_on_done(f, r, &e->con);
+    tf_on_done(f, r, &e->con);
     tlsflow_loop_stop(e->loop);
 }
 
-static void test_run_stop(void **state)
+TF_TEST(test_run_stop, 30)
 {
-    struct h_env e;
+    tf_env e;
 
-    (void)state;
-    h_env_init(&e);
+    tf_env_init(&e);
     assert_int_equal(tlsflow_connect(e.loop, e.ccfg, "localhost", e.port, stop_on_connect, &e), 0);
-    GUARD(10);
     /* The listener is still open: only stop ends this run. */
     assert_int_equal(tlsflow_loop_run(e.loop), 0);
-    GUARD(0);
     assert_int_equal(e.con.n, 1);
     assert_int_equal(e.con.status, TLSFLOW_OK);
     tlsflow_free(e.con.flow);
-    RUN_UNTIL(e.loop, e.acc.n == 1, 5000);
+    TF_RUN_UNTIL(e.loop, e.acc.n == 1, 5000);
     if (e.acc.flow)
         tlsflow_free(e.acc.flow);
     /* With everything released, run returns by itself. */
     tlsflow_listener_close(e.ls);
     e.ls = NULL;
-    GUARD(10);
     assert_int_equal(tlsflow_loop_run(e.loop), 0);
-    GUARD(0);
-    h_env_fini(&e);
+    tf_env_fini(&e);
 }
 
 /* ---- 64 echo pairs on a depth-2 ring ---- */
@@ -108,60 +100,18 @@ static void test_run_stop(void **state)
 #define NPAIRS 64
 #define MSG 3000
 
+/* The server ends are the echo server's. */
 struct pair {
     int           sv[2];
-    tlsflow      *s, *c;
+    tlsflow      *c;
     uint8_t       msg[MSG];
-    struct h_sink back;
+    tf_sink       back;
     uint8_t       backbuf[MSG];
-    int           s_closed, c_closed, s_eof, errors;
+    int           c_closed;
 };
 
 static struct pair pairs[NPAIRS];
-
-static void p_srv_written(tlsflow *f, const tlsflow_result *r, void *arg)
-{
-    (void)f;
-    free(arg);
-    assert_int_equal(r->status, TLSFLOW_OK);
-}
-
-static void p_srv_closed(tlsflow *f, const tlsflow_result *r, void *arg)
-{
-    struct pair *p = arg;
-
-    if (r->status != TLSFLOW_OK)
-        fail_msg("server close: %s", tlsflow_error_message(r->error));
-    p->s_closed = 1;
-    tlsflow_free(f);
-}
-
-static void p_srv_read(tlsflow *f, const tlsflow_result *r, void *arg)
-{
-    struct pair *p = arg;
-
-    if (r->status == TLSFLOW_OK) {
-        void *copy = malloc(r->len);
-        memcpy(copy, r->data, r->len);
-        assert_int_equal(tlsflow_write(f, copy, r->len, p_srv_written, copy), 0);
-        assert_int_equal(tlsflow_read(f, p_srv_read, p), 0);
-    } else if (r->status == TLSFLOW_EOF) {
-        p->s_eof = 1;
-        assert_int_equal(tlsflow_close(f, p_srv_closed, p), 0);
-    } else {
-        fail_msg("server read: %s", tlsflow_error_message(r->error));
-    }
-}
-
-static void p_srv_open(tlsflow *f, const tlsflow_result *r, void *arg)
-{
-    struct pair *p = arg;
-
-    if (r->status != TLSFLOW_OK)
-        fail_msg("server handshake %ld: %s", (long)(p - pairs), tlsflow_error_message(r->error));
-    p->s = f;
-    assert_int_equal(tlsflow_read(f, p_srv_read, p), 0);
-}
+static tf_echo echo;
 
 static void p_cli_closed(tlsflow *f, const tlsflow_result *r, void *arg)
 {
@@ -177,9 +127,9 @@ static void p_cli_read(tlsflow *f, const tlsflow_result *r, void *arg)
 {
     struct pair *p = arg;
 
-    h_on_read(f, r, &p->back);
+    tf_on_read(f, r, &p->back);
     if (p->back.errors)
-        fail_msg("client read: %s", tlsflow_error_message(p->back.err));
+        fail_msg("client read: %s", tlsflow_error_message(p->back.error));
     if (p->back.got == MSG && !p->c_closed)
         assert_int_equal(tlsflow_close(f, p_cli_closed, p), 0);
 }
@@ -209,40 +159,43 @@ static void p_cli_open(tlsflow *f, const tlsflow_result *r, void *arg)
 static int all_closed(void)
 {
     for (int i = 0; i < NPAIRS; i++)
-        if (!pairs[i].s_closed || !pairs[i].c_closed)
+        if (!pairs[i].c_closed)
             return 0;
-    return 1;
+    return echo.accepted == NPAIRS && tf_cond_echo_settled(&echo);
 }
 
-static void test_tiny_queue_many_flows(void **state)
+TF_TEST(test_tiny_queue_many_flows, 60)
 {
     tlsflow_loop *loop;
     tlsflow_config *scfg, *ccfg;
 
-    (void)state;
     assert_int_equal(tlsflow_loop_new(&loop, 2), 0);
     assert_int_equal(tlsflow_config_new(&scfg, TLSFLOW_SERVER), 0);
     assert_int_equal(tlsflow_config_set_cert_file(scfg, TF_ECDSA_CERT, TF_ECDSA_KEY), 0);
     assert_int_equal(tlsflow_config_new(&ccfg, TLSFLOW_CLIENT), 0);
     assert_int_equal(tlsflow_config_set_ca_file(ccfg, TF_CA), 0);
     memset(pairs, 0, sizeof(pairs));
+    tf_echo_init(&echo);
     for (int i = 0; i < NPAIRS; i++) {
         struct pair *p = &pairs[i];
-        h_fill(p->msg, MSG, (uint32_t)i);
+        tf_data_fill(p->msg, MSG, i, 0, TF_DATA_BINARY);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->sv), 0);
         /* Every open submits before any completion is reaped. */
-        assert_int_equal(tlsflow_wrap_fd(loop, scfg, p->sv[0], NULL, p_srv_open, p), 0);
+        assert_int_equal(tlsflow_wrap_fd(loop, scfg, p->sv[0], NULL, tf_echo_accept, &echo), 0);
         assert_int_equal(tlsflow_wrap_fd(loop, ccfg, p->sv[1], "localhost", p_cli_open, p), 0);
     }
-    RUN_UNTIL(loop, all_closed(), 30000);
+    TF_RUN_UNTIL(loop, all_closed(), 30000);
+    if (echo.failed)
+        fail_msg("server handshake: %s", echo.accept_message);
     for (int i = 0; i < NPAIRS; i++) {
-        assert_true(pairs[i].s_eof);
+        if (echo.conns[i].error.code)
+            fail_msg("server flow %d: %s", i, echo.conns[i].message);
+        assert_true(echo.conns[i].eof);
+        assert_true(echo.conns[i].closed);
         assert_memory_equal(pairs[i].backbuf, pairs[i].msg, MSG);
     }
     /* Nothing is left: run returns. */
-    GUARD(10);
     assert_int_equal(tlsflow_loop_run(loop), 0);
-    GUARD(0);
     tlsflow_loop_free(loop);
     tlsflow_config_free(scfg);
     tlsflow_config_free(ccfg);
@@ -250,36 +203,33 @@ static void test_tiny_queue_many_flows(void **state)
 
 /* ---- handshake timeout ---- */
 
-static void test_handshake_timeout_client(void **state)
+TF_TEST(test_handshake_timeout_client, 30)
 {
     tlsflow_loop *loop;
     tlsflow_config *ccfg;
-    struct h_done d = { 0 };
+    tf_done d = { 0 };
     int sv[2];
     long long t0, dt;
 
-    (void)state;
     assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
     assert_int_equal(tlsflow_config_new(&ccfg, TLSFLOW_CLIENT), 0);
     assert_int_equal(tlsflow_config_set_ca_file(ccfg, TF_CA), 0);
     assert_int_equal(tlsflow_config_set_handshake_timeout(ccfg, 200), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    t0 = h_now_ms();
-    assert_int_equal(tlsflow_wrap_fd(loop, ccfg, sv[0], "localhost", h_on_done, &d), 0);
-    RUN_UNTIL(loop, d.n > 0, 5000);
-    dt = h_now_ms() - t0;
+    t0 = tf_now_ms();
+    assert_int_equal(tlsflow_wrap_fd(loop, ccfg, sv[0], "localhost", tf_on_done, &d), 0);
+    TF_RUN_UNTIL(loop, d.n > 0, 5000);
+    dt = tf_now_ms() - t0;
     assert_int_equal(d.n, 1);
     assert_null(d.flow);
     assert_int_equal(d.status, TLSFLOW_ERROR);
-    if (d.err.code != TLSFLOW_E_TIMEOUT)
-        fail_msg("expected a timeout, got %s", tlsflow_error_message(d.err));
+    if (d.error.code != TLSFLOW_E_TIMEOUT)
+        fail_msg("expected a timeout, got %s", tlsflow_error_message(d.error));
     assert_true(dt >= 180);
     assert_true(dt < 2000);
-    h_spin(loop, 50);
+    tf_run_for(loop, 50);
     assert_int_equal(d.n, 1);
-    GUARD(10);
     assert_int_equal(tlsflow_loop_run(loop), 0);   /* the flow was released */
-    GUARD(0);
     /* The peer saw the connection go: the flow's end is shut. */
     {
         char buf[4096];
@@ -305,49 +255,47 @@ static int raw_connect(const char *port)
     return fd;
 }
 
-static void test_handshake_timeout_server(void **state)
+TF_TEST(test_handshake_timeout_server, 30)
 {
-    struct h_env e;
+    tf_env e;
     long long t0, dt;
     int fd;
 
-    (void)state;
-    h_env_configs(&e, NULL, NULL);
+    tf_env_configs(&e, NULL, NULL);
     assert_int_equal(tlsflow_config_set_handshake_timeout(e.scfg, 200), 0);
-    h_env_listen(&e, "127.0.0.1");
-    t0 = h_now_ms();
+    tf_env_listen(&e, "127.0.0.1");
+    t0 = tf_now_ms();
     fd = raw_connect(e.port);   /* and says nothing */
-    RUN_UNTIL(e.loop, e.acc.n > 0, 5000);
-    dt = h_now_ms() - t0;
+    TF_RUN_UNTIL(e.loop, e.acc.n > 0, 5000);
+    dt = tf_now_ms() - t0;
     assert_int_equal(e.acc.n, 1);
     assert_null(e.acc.flow);
     assert_int_equal(e.acc.status, TLSFLOW_ERROR);
-    assert_int_equal(e.acc.err.code, TLSFLOW_E_TIMEOUT);
+    assert_int_equal(e.acc.error.code, TLSFLOW_E_TIMEOUT);
     assert_true(dt >= 180 && dt < 2000);
     close(fd);
-    h_env_fini(&e);
+    tf_env_fini(&e);
 }
 
 /* ---- a listener survives a bad client ---- */
 
-static void test_listener_survives_garbage(void **state)
+TF_TEST(test_listener_survives_garbage, 30)
 {
     static const char garbage[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    struct h_env e;
+    tf_env e;
     tlsflow *s, *c;
     struct pollfd pfd;
     char buf[256];
     int fd;
 
-    (void)state;
-    h_env_init(&e);
+    tf_env_init(&e);
     fd = raw_connect(e.port);
     assert_int_equal(send(fd, garbage, sizeof(garbage) - 1, 0), (ssize_t)sizeof(garbage) - 1);
-    RUN_UNTIL(e.loop, e.acc.n > 0, 5000);
+    TF_RUN_UNTIL(e.loop, e.acc.n > 0, 5000);
     assert_null(e.acc.flow);
     assert_int_equal(e.acc.status, TLSFLOW_ERROR);
-    assert_true(e.acc.err.code != 0);
-    assert_true(strlen(tlsflow_error_message(e.acc.err)) > 0);
+    assert_true(e.acc.error.code != 0);
+    assert_true(strlen(tlsflow_error_message(e.acc.error)) > 0);
     /* The bad client is told (an alert) or dropped, not left hanging. */
     pfd.fd = fd;
     pfd.events = POLLIN;
@@ -355,31 +303,30 @@ static void test_listener_survives_garbage(void **state)
     (void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
     close(fd);
 
-    h_env_pair(&e, "localhost", &s, &c);
+    tf_env_pair(&e, "localhost", &s, &c);
     assert_int_equal(e.acc.n, 2);
     tlsflow_free(c);
     tlsflow_free(s);
-    h_env_fini(&e);
+    tf_env_fini(&e);
 }
 
 /* ---- loop_free releases what is still open, calling nobody ---- */
 
-static struct h_done never;
+static tf_done never;
 
-static void test_free_with_open_objects(void **state)
+TF_TEST(test_free_with_open_objects, 30)
 {
-    struct h_env e;
+    tf_env e;
     tlsflow *s, *c;
 
-    (void)state;
-    h_env_init(&e);
-    h_env_pair(&e, "localhost", &s, &c);
+    tf_env_init(&e);
+    tf_env_pair(&e, "localhost", &s, &c);
     memset(&never, 0, sizeof(never));
-    assert_int_equal(tlsflow_read(c, h_on_done, &never), 0);
-    assert_int_equal(tlsflow_read(s, h_on_done, &never), 0);
-    assert_int_equal(tlsflow_write(c, "x", 1, h_on_done, &never), 0);
+    assert_int_equal(tlsflow_read(c, tf_on_done, &never), 0);
+    assert_int_equal(tlsflow_read(s, tf_on_done, &never), 0);
+    assert_int_equal(tlsflow_write(c, "x", 1, tf_on_done, &never), 0);
     /* And a connect in flight. */
-    assert_int_equal(tlsflow_connect(e.loop, e.ccfg, "127.0.0.1", e.port, h_on_done, &never), 0);
+    assert_int_equal(tlsflow_connect(e.loop, e.ccfg, "127.0.0.1", e.port, tf_on_done, &never), 0);
     tlsflow_loop_free(e.loop);
     assert_int_equal(never.n, 0);
     tlsflow_config_free(e.scfg);
@@ -401,7 +348,7 @@ static struct {
 int io_uring_submit(struct io_uring *ring)
 {
     seam.calls++;
-    if (seam.err && (seam.left != 0 || (seam.until_ms && h_now_ms() < seam.until_ms))) {
+    if (seam.err && (seam.left != 0 || (seam.until_ms && tf_now_ms() < seam.until_ms))) {
         if (seam.left > 0)
             seam.left--;
         seam.refused++;
@@ -415,7 +362,7 @@ static void seam_arm(int err, int left, int for_ms)
     memset(&seam, 0, sizeof(seam));
     seam.err = err;
     seam.left = left;
-    seam.until_ms = for_ms ? h_now_ms() + for_ms : 0;
+    seam.until_ms = for_ms ? tf_now_ms() + for_ms : 0;
 }
 
 static void seam_disarm(void)
@@ -426,10 +373,8 @@ static void seam_disarm(void)
 /* A failed test leaves the seam as it was: the next one starts disarmed. */
 static int seam_teardown(void **state)
 {
-    (void)state;
     seam_disarm();
-    GUARD(0);
-    return 0;
+    return tf_test_teardown(state);
 }
 
 /* Pairs of flows over socketpairs, both ends tlsflow. */
@@ -437,9 +382,9 @@ static int seam_teardown(void **state)
 
 struct duo {
     int           sv[2];
-    struct h_done s, c;
-    struct h_done wr[3], rd;
-    struct h_sink back;
+    tf_done s, c;
+    tf_done wr[3], rd;
+    tf_sink back;
     uint8_t       msg[MSG], backbuf[MSG];
 };
 
@@ -448,16 +393,16 @@ static void duos_open(tlsflow_loop *loop, tlsflow_config *scfg, tlsflow_config *
 {
     for (int i = 0; i < n; i++) {
         memset(&d[i], 0, sizeof(d[i]));
-        h_fill(d[i].msg, MSG, (uint32_t)i + 7);
+        tf_data_fill(d[i].msg, MSG, i + 7, 0, TF_DATA_BINARY);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d[i].sv), 0);
-        assert_int_equal(tlsflow_wrap_fd(loop, scfg, d[i].sv[0], NULL, h_on_done, &d[i].s), 0);
-        assert_int_equal(tlsflow_wrap_fd(loop, ccfg, d[i].sv[1], "localhost", h_on_done, &d[i].c), 0);
+        assert_int_equal(tlsflow_wrap_fd(loop, scfg, d[i].sv[0], NULL, tf_on_done, &d[i].s), 0);
+        assert_int_equal(tlsflow_wrap_fd(loop, ccfg, d[i].sv[1], "localhost", tf_on_done, &d[i].c), 0);
     }
     for (int i = 0; i < n; i++) {
-        RUN_UNTIL(loop, d[i].s.n && d[i].c.n, 10000);
+        TF_RUN_UNTIL(loop, d[i].s.n && d[i].c.n, 10000);
         if (d[i].s.status != TLSFLOW_OK || d[i].c.status != TLSFLOW_OK)
-            fail_msg("duo %d: %s / %s", i, tlsflow_error_message(d[i].s.err),
-                     tlsflow_error_message(d[i].c.err));
+            fail_msg("duo %d: %s / %s", i, tlsflow_error_message(d[i].s.error),
+                     tlsflow_error_message(d[i].c.error));
     }
 }
 
@@ -497,7 +442,7 @@ static void e_srv_read(tlsflow *f, const tlsflow_result *r, void *arg)
 
     d->rd.n++;
     d->rd.status = r->status;
-    d->rd.err = r->error;
+    d->rd.error = r->error;
     if (r->status != TLSFLOW_OK)
         return;
     void *copy = malloc(r->len);
@@ -513,8 +458,8 @@ static void echo_start(struct duo *d)
     d->back.cap = MSG;
     d->back.stop_at_cap = 1;
     assert_int_equal(tlsflow_read(d->s.flow, e_srv_read, d), 0);
-    assert_int_equal(tlsflow_read(d->c.flow, h_on_read, &d->back), 0);
-    assert_int_equal(tlsflow_write(d->c.flow, d->msg, MSG, h_on_done, &d->wr[0]), 0);
+    assert_int_equal(tlsflow_read(d->c.flow, tf_on_read, &d->back), 0);
+    assert_int_equal(tlsflow_write(d->c.flow, d->msg, MSG, tf_on_done, &d->wr[0]), 0);
 }
 
 static bool echo_done(const struct duo *d)
@@ -550,22 +495,22 @@ static void submit_refused(int err)
     seam_arm(err, 0, 1000);
     for (int i = 0; i < 4; i++) {
         for (int k = 0; k < 3; k++)
-            assert_int_equal(tlsflow_write(d[i].c.flow, d[i].msg, 100, h_on_done, &d[i].wr[k]), 0);
-        assert_int_equal(tlsflow_read(d[i].s.flow, h_on_done, &d[i].rd), 0);
+            assert_int_equal(tlsflow_write(d[i].c.flow, d[i].msg, 100, tf_on_done, &d[i].wr[k]), 0);
+        assert_int_equal(tlsflow_read(d[i].s.flow, tf_on_done, &d[i].rd), 0);
     }
-    RUN_UNTIL(loop, h_now_ms() >= seam.until_ms, 5000);
+    TF_RUN_UNTIL(loop, tf_now_ms() >= seam.until_ms, 5000);
     calls = seam.calls;
     print_message("%u submissions tried, %u refused\n", calls, seam.refused);
     assert_true(seam.refused > 0);
     /* Paced, bounded tries: a spinning submitter makes millions in a second. */
     if (calls > 1000)
         fail_msg("%u submissions tried in the second the ring refused them", calls);
-    RUN_UNTIL(loop, d[0].wr[2].n && d[1].wr[2].n && d[2].wr[2].n && d[3].wr[2].n, 10000);
+    TF_RUN_UNTIL(loop, d[0].wr[2].n && d[1].wr[2].n && d[2].wr[2].n && d[3].wr[2].n, 10000);
     for (int i = 0; i < 4; i++) {
         for (int k = 0; k < 3; k++) {
             assert_int_equal(d[i].wr[k].n, 1);
-            if (d[i].wr[k].status == TLSFLOW_ERROR && d[i].wr[k].err.code == TLSFLOW_E_SYSTEM &&
-                d[i].wr[k].err.detail == -err)
+            if (d[i].wr[k].status == TLSFLOW_ERROR && d[i].wr[k].error.code == TLSFLOW_E_SYSTEM &&
+                d[i].wr[k].error.detail == -err)
                 failed++;
         }
     }
@@ -573,12 +518,12 @@ static void submit_refused(int err)
         fail_msg("no write failed with %s (%u submissions refused)", strerror(-err), seam.refused);
     seam_disarm();
     duos_free(d, 4);
-    h_spin(loop, 100);
+    tf_run_for(loop, 100);
     /* The same loop carries new flows. */
     duos_open(loop, scfg, ccfg, d, 2);
     echo_start(&d[0]);
     echo_start(&d[1]);
-    RUN_UNTIL(loop, all_echoed(d, 2), 10000);
+    TF_RUN_UNTIL(loop, all_echoed(d, 2), 10000);
     assert_memory_equal(d[0].backbuf, d[0].msg, MSG);
     assert_memory_equal(d[1].backbuf, d[1].msg, MSG);
     duos_free(d, 2);
@@ -587,44 +532,39 @@ static void submit_refused(int err)
     tlsflow_config_free(ccfg);
 }
 
-static void test_submit_refused(void **state)
+TF_TEST(test_submit_refused, 90)
 {
-    (void)state;
-    GUARD(90);
     submit_refused(-EFAULT);
     submit_refused(-ENOMEM);
     submit_refused(-EBUSY);
-    GUARD(0);
 }
 
 /* A ring that says -EAGAIN (no memory for requests) for 300 ms while
  * NDUOS echoes run on a depth-1 ring: submission waits for completions
  * instead of spinning (a bounded number of tries in that time), operations
  * refused meanwhile are retried by their flows, and every echo arrives whole. */
-static void test_submit_again_no_spin(void **state)
+TF_TEST(test_submit_again_no_spin, 60)
 {
     static struct duo d[NDUOS];
     tlsflow_loop *loop;
     tlsflow_config *scfg, *ccfg;
     unsigned calls;
 
-    (void)state;
-    GUARD(60);
     assert_int_equal(tlsflow_loop_new(&loop, 1), 0);
     configs_new(&scfg, &ccfg);
     duos_open(loop, scfg, ccfg, d, NDUOS);
     seam_arm(-EAGAIN, 0, 300);
     for (int i = 0; i < NDUOS; i++)
         echo_start(&d[i]);
-    RUN_UNTIL(loop, h_now_ms() >= seam.until_ms, 5000);
+    TF_RUN_UNTIL(loop, tf_now_ms() >= seam.until_ms, 5000);
     calls = seam.calls;
     print_message("%u submissions tried, %u refused\n", calls, seam.refused);
     if (calls > 1000)
         fail_msg("%u submissions tried in 300 ms while the ring said EAGAIN", calls);
-    RUN_UNTIL(loop, all_echoed(d, NDUOS), 20000);
+    TF_RUN_UNTIL(loop, all_echoed(d, NDUOS), 20000);
     for (int i = 0; i < NDUOS; i++) {
         if (d[i].back.errors)
-            fail_msg("echo %d: %s", i, tlsflow_error_message(d[i].back.err));
+            fail_msg("echo %d: %s", i, tlsflow_error_message(d[i].back.error));
         assert_memory_equal(d[i].backbuf, d[i].msg, MSG);
     }
     seam_disarm();
@@ -632,7 +572,6 @@ static void test_submit_again_no_spin(void **state)
     tlsflow_loop_free(loop);
     tlsflow_config_free(scfg);
     tlsflow_config_free(ccfg);
-    GUARD(0);
 }
 
 /* ---- loop_free with many operations in flight ---- */
@@ -646,7 +585,7 @@ static void silent_open(tlsflow_loop *loop, tlsflow_config *scfg, int *peer, int
     for (int i = 0; i < n; i++) {
         int sv[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        assert_int_equal(tlsflow_wrap_fd(loop, scfg, sv[0], NULL, h_on_done, &never), 0);
+        assert_int_equal(tlsflow_wrap_fd(loop, scfg, sv[0], NULL, tf_on_done, &never), 0);
         peer[i] = sv[1];
     }
 }
@@ -671,7 +610,7 @@ static int peer_open(int fd)
  * kernel to end each request -- quickly, not by waiting out a deadline -- so
  * that when it returns every socket is closed and nothing is freed under a
  * request (ASan: nothing leaks either). */
-static void test_free_many_in_flight(void **state)
+TF_TEST(test_free_many_in_flight, 60)
 {
     static struct duo d[NDUOS];
     tlsflow_loop *loop;
@@ -680,26 +619,24 @@ static void test_free_many_in_flight(void **state)
     int peer[NSILENT];
     long long t0, dt;
 
-    (void)state;
-    GUARD(60);
     memset(&never, 0, sizeof(never));
     assert_int_equal(tlsflow_loop_new(&loop, 2), 0);
     configs_new(&scfg, &ccfg);
     duos_open(loop, scfg, ccfg, d, NDUOS);
     for (int i = 0; i < NDUOS; i++) {
-        assert_int_equal(tlsflow_read(d[i].s.flow, h_on_done, &never), 0);
-        assert_int_equal(tlsflow_read(d[i].c.flow, h_on_done, &never), 0);
+        assert_int_equal(tlsflow_read(d[i].s.flow, tf_on_done, &never), 0);
+        assert_int_equal(tlsflow_read(d[i].c.flow, tf_on_done, &never), 0);
     }
     silent_open(loop, scfg, peer, NSILENT);
-    assert_int_equal(tlsflow_listen(loop, scfg, "127.0.0.1", "0", h_on_done, &never, &ls), 0);
-    h_spin(loop, 50);
+    assert_int_equal(tlsflow_listen(loop, scfg, "127.0.0.1", "0", tf_on_done, &never, &ls), 0);
+    tf_run_for(loop, 50);
     assert_int_equal(never.n, 0);
     for (int i = 0; i < NSILENT; i++)
         assert_int_equal(peer_open(peer[i]), 1);
     seam_arm(-EINTR, 3, 0);
-    t0 = h_now_ms();
+    t0 = tf_now_ms();
     tlsflow_loop_free(loop);
-    dt = h_now_ms() - t0;
+    dt = tf_now_ms() - t0;
     print_message("loop_free: %lld ms, %u submissions refused\n", dt, seam.refused);
     seam_disarm();
     assert_int_equal(never.n, 0);
@@ -712,31 +649,28 @@ static void test_free_many_in_flight(void **state)
     }
     tlsflow_config_free(scfg);
     tlsflow_config_free(ccfg);
-    GUARD(0);
 }
 
 /* When the kernel never ends the requests (here: the cancel cannot be
  * submitted), loop_free gives up after its bound and keeps what those
  * requests may write into or read -- the flows are not destroyed, so their
  * sockets stay open -- instead of freeing it under them. */
-static void test_free_gives_up_keeps_memory(void **state)
+TF_TEST(test_free_gives_up_keeps_memory, 60)
 {
     tlsflow_loop *loop;
     tlsflow_config *scfg, *ccfg;
     int peer[4];
     long long t0, dt;
 
-    (void)state;
-    GUARD(60);
     memset(&never, 0, sizeof(never));
     assert_int_equal(tlsflow_loop_new(&loop, 4), 0);
     configs_new(&scfg, &ccfg);
     silent_open(loop, scfg, peer, 4);
-    h_spin(loop, 50);
+    tf_run_for(loop, 50);
     seam_arm(-EFAULT, -1, 0);
-    t0 = h_now_ms();
+    t0 = tf_now_ms();
     tlsflow_loop_free(loop);
-    dt = h_now_ms() - t0;
+    dt = tf_now_ms() - t0;
     print_message("loop_free gave up after %lld ms\n", dt);
     seam_disarm();
     assert_int_equal(never.n, 0);
@@ -750,20 +684,19 @@ static void test_free_gives_up_keeps_memory(void **state)
     }
     tlsflow_config_free(scfg);   /* the flows kept never run again */
     tlsflow_config_free(ccfg);
-    GUARD(0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_new_free),
-        cmocka_unit_test(test_idle_poll),
-        cmocka_unit_test(test_run_stop),
-        cmocka_unit_test(test_tiny_queue_many_flows),
-        cmocka_unit_test(test_handshake_timeout_client),
-        cmocka_unit_test(test_handshake_timeout_server),
-        cmocka_unit_test(test_listener_survives_garbage),
-        cmocka_unit_test(test_free_with_open_objects),
+        TF_CASE(test_new_free),
+        TF_CASE(test_idle_poll),
+        TF_CASE(test_run_stop),
+        TF_CASE(test_tiny_queue_many_flows),
+        TF_CASE(test_handshake_timeout_client),
+        TF_CASE(test_handshake_timeout_server),
+        TF_CASE(test_listener_survives_garbage),
+        TF_CASE(test_free_with_open_objects),
         cmocka_unit_test_teardown(test_submit_refused, seam_teardown),
         cmocka_unit_test_teardown(test_submit_again_no_spin, seam_teardown),
         cmocka_unit_test_teardown(test_free_many_in_flight, seam_teardown),
