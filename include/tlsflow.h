@@ -72,6 +72,8 @@ int  tlsflow_loop_run(tlsflow_loop *loop);
 /* One round: waits up to timeout_ms (-1 = forever, 0 = poll) for completions and
  * runs their callbacks.  Returns the number of callbacks-worth of events handled. */
 int  tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms);
+/* Makes the tlsflow_loop_run in progress return after its current round (a run
+ * started later is not affected).  Callable from any thread: it wakes the loop. */
 void tlsflow_loop_stop(tlsflow_loop *loop);
 /* Counters of what the loop did, for tools and benchmarks. */
 typedef struct {
@@ -82,15 +84,48 @@ typedef struct {
     unsigned long long ciphertext_copied; /* received bytes copied out of the shared buffer ring */
 } tlsflow_loop_stats;
 int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);
-/* Frees the loop; flows and listeners still open are freed with it.  It
- * cancels every operation in flight and waits for the kernel to end them; if
- * the kernel does not within 5 s, what it may still write into is leaked
- * rather than freed. */
+/* Frees the loop; flows, listeners and timers still there are freed with it,
+ * and posted tasks not yet run are dropped, all without their callbacks (no
+ * on_release either).  It cancels every operation in flight and waits for the
+ * kernel to end them; if the kernel does not within 5 s, what it may still
+ * write into is leaked rather than freed.  No post may race with it. */
 void tlsflow_loop_free(tlsflow_loop *loop);
 /* Caps the received bytes all flows of the loop hold together (default 256 MiB,
  * 0 = no cap).  Past it, the flows holding most stop receiving first, until
  * their application reads.  0, -EINVAL. */
 int  tlsflow_loop_set_memory_limit(tlsflow_loop *loop, size_t bytes);
+
+/* ---- Timers ----
+ * Callbacks run from tlsflow_loop_run*; a started timer keeps tlsflow_loop_run
+ * going, a stopped one does not.  All timers of a loop share one io_uring
+ * timeout (armed for the earliest): starting or stopping one is O(log n) and
+ * costs no submission of its own.  Timers use CLOCK_MONOTONIC. */
+typedef struct tlsflow_timer tlsflow_timer;
+typedef void tlsflow_timer_cb(tlsflow_timer *t, void *arg);
+/* A stopped timer of loop in *out: 0, -EINVAL (NULL), -ENOMEM. */
+int  tlsflow_timer_new(tlsflow_loop *loop, tlsflow_timer **out);
+/* (Re)starts t: cb(t, arg) after timeout_ms, then every repeat_ms (0 = once);
+ * a started timer is restarted.  0, -EINVAL (NULL t or cb), -ENOMEM. */
+int  tlsflow_timer_start(tlsflow_timer *t, unsigned timeout_ms, unsigned repeat_ms,
+                         tlsflow_timer_cb *cb, void *arg);
+/* Never fires after this returns, even when already due; NULL or stopped: nothing. */
+void tlsflow_timer_stop(tlsflow_timer *t);
+/* Stops and frees t; allowed from any callback, its own included.  NULL: nothing. */
+void tlsflow_timer_free(tlsflow_timer *t);
+
+/* ---- Posts and embedding ---- */
+typedef void tlsflow_task_fn(void *arg);
+/* The one call that is safe from any thread: fn(arg) runs on the loop's
+ * thread from tlsflow_loop_run*, in order of posting per posting thread; a
+ * post waiting to run keeps tlsflow_loop_run going.  0, -EINVAL (NULL loop or
+ * fn), -ENOMEM. */
+int  tlsflow_loop_post(tlsflow_loop *loop, tlsflow_task_fn *fn, void *arg);
+/* A descriptor (the io_uring's own) for another event loop (epoll, libuv):
+ * it polls readable whenever tlsflow_loop_run_once(loop, 0) has work —
+ * completions, due timers, posts, work queued by calls made outside the loop.
+ * Level-triggered: after it fires, call tlsflow_loop_run_once(loop, 0).  Do
+ * not read it or close it.  The fd, or -EINVAL (NULL). */
+int  tlsflow_loop_fd(const tlsflow_loop *loop);
 
 /* ---- Configuration ---- */
 typedef enum { TLSFLOW_CLIENT, TLSFLOW_SERVER } tlsflow_role;
@@ -179,6 +214,12 @@ int  tlsflow_close(tlsflow *flow, tlsflow_cb *cb, void *arg);
 /* Releases the flow (may be called from any of its callbacks).  An open flow is
  * reset and its pending operations complete with TLSFLOW_E_CANCELED. */
 void tlsflow_free(tlsflow *flow);
+/* cb(arg) runs once, from the loop, after tlsflow_free(flow) once the flow's
+ * last callback has run (cancelled ones included), never inside tlsflow_free;
+ * a second registration replaces the first.  Not called when
+ * tlsflow_loop_free releases the flow.  0, -EINVAL (NULL flow or cb, or a
+ * flow already freed), -ENOMEM. */
+int  tlsflow_on_release(tlsflow *flow, tlsflow_task_fn *cb, void *arg);
 
 /* ---- Beyond the seed ---- */
 /* Sends len bytes of fd from offset (splice on kTLS, read + encrypt otherwise). */

@@ -76,6 +76,7 @@ static void destroy(tf_link *l)
     }
     if (f->fd >= 0)
         close(f->fd);
+    tf_release_discard(f->release);   /* loop_free: released without callbacks */
     free(f);
 }
 
@@ -103,11 +104,16 @@ tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd)
 
 void tf_flow_release(tlsflow *f)
 {
+    tlsflow_loop *loop = f->loop;
+    struct tf_release *rel = f->release;
+
     if (--f->refs)
         return;
+    f->release = NULL;
     tf_ring_untrack(&f->link);
-    f->loop->live--;
+    loop->live--;
     destroy(&f->link);
+    tf_release_queue(loop, rel);   /* a task: never inside tlsflow_free */
 }
 
 void tf_flow_schedule(tlsflow *f)

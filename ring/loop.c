@@ -21,6 +21,8 @@
 
 int tf_trace_on;
 
+static int submit(tlsflow_loop *loop);
+
 void tf_trace_printf(const void *who, const char *fmt, ...)
 {
     va_list ap;
@@ -73,6 +75,19 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
     loop->objects.next = loop->objects.prev = &loop->objects;
     loop->parked.next = loop->parked.prev = &loop->parked;
     loop->mem_limit = (size_t)256 * 1024 * 1024;
+    atomic_init(&loop->stopped, false);
+    /* The wake-up read goes to the kernel right here (no kick needed): a post
+     * (or a poll of the ring fd) before the first run already finds it. */
+    loop->in_run = true;
+    ret = tf_post_init(loop);
+    if (ret < 0) {
+        io_uring_queue_exit(&loop->ring);
+        free(loop->stash);
+        free(loop);
+        return ret;
+    }
+    submit(loop);
+    loop->in_run = false;
     *out = loop;
     return 0;
 }
@@ -226,6 +241,7 @@ static struct io_uring_sqe *get_sqe(tlsflow_loop *loop, tf_op *op)
                  (void *)op);
         nanosleep(&pause_ts, NULL);
     }
+    tf_ring_kick(loop);   /* queued outside a run: only run_once submits it */
     return sqe;
 }
 
@@ -273,6 +289,7 @@ void tf_ring_defer(tlsflow_loop *loop, tf_task *t)
     t->next = NULL;
     *loop->tasks_tail = t;
     loop->tasks_tail = &t->next;
+    tf_ring_kick(loop);   /* queued outside a run: tell an embedding loop */
 }
 
 static unsigned run_tasks(tlsflow_loop *loop)
@@ -429,7 +446,7 @@ static unsigned dispatch_stash(tlsflow_loop *loop)
     return (unsigned)n;
 }
 
-TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
+static int run_once(tlsflow_loop *loop, int timeout_ms)
 {
     struct io_uring_cqe *cqes[64];
     struct __kernel_timespec ts, *tsp = NULL;
@@ -437,9 +454,10 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
     unsigned handled, n;
     int ret;
 
-    if (!loop)
-        return -EINVAL;
     handled = run_tasks(loop);
+    handled += tf_post_run(loop);
+    handled += run_tasks(loop);
+    tf_timers_sync(loop);
     if (timeout_ms >= 0 || handled) {
         if (handled)
             timeout_ms = 0;
@@ -464,14 +482,37 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
         io_uring_cq_advance(&loop->ring, n);
         for (unsigned i = 0; i < n; i++)
             dispatch(loop, &batch[i]);
+        /* Wake-ups count too: a run that a post, a stop or a kick ended
+         * early did not time out. */
         handled += n;
     }
     handled += run_tasks(loop);
+    handled += tf_post_run(loop);
+    handled += run_tasks(loop);
+    tf_timers_sync(loop);
     /* Whatever the callbacks asked for goes to the kernel now (or, refused,
      * at the next run). */
     if (io_uring_sq_ready(&loop->ring))
         submit(loop);
     return (int)handled;
+}
+
+TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
+{
+    bool was_in_run;
+    int ret;
+
+    if (!loop)
+        return -EINVAL;
+    was_in_run = loop->in_run;
+    loop->in_run = true;
+    ret = run_once(loop, timeout_ms);
+    loop->in_run = was_in_run;
+    /* Work left that no CQE will announce (tasks, refused operations in the
+     * stash): the ring fd must still be readable for an embedding loop. */
+    if (loop->tasks || loop->nstash)
+        tf_ring_kick(loop);
+    return ret;
 }
 
 TLSFLOW_PUBLIC int tlsflow_loop_run(tlsflow_loop *loop)
@@ -480,8 +521,9 @@ TLSFLOW_PUBLIC int tlsflow_loop_run(tlsflow_loop *loop)
 
     if (!loop)
         return -EINVAL;
-    loop->stopped = false;
-    while (!loop->stopped && (loop->live > 0 || loop->tasks)) {
+    atomic_store(&loop->stopped, false);
+    while (!atomic_load(&loop->stopped) &&
+           (loop->live > 0 || loop->tasks || loop->timers.n > 0 || tf_post_pending(loop))) {
         ret = tlsflow_loop_run_once(loop, -1);
         if (ret < 0)
             return ret;
@@ -502,8 +544,10 @@ TLSFLOW_PUBLIC int tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop
 
 TLSFLOW_PUBLIC void tlsflow_loop_stop(tlsflow_loop *loop)
 {
-    if (loop)
-        loop->stopped = true;
+    if (!loop)
+        return;
+    atomic_store(&loop->stopped, true);
+    tf_ring_wake(loop);   /* a wait in io_uring_enter ends */
 }
 
 /* ---- loop_free ---- */
@@ -628,6 +672,8 @@ static void abandon(tlsflow_loop *loop)
     tf_pool_drain(&loop->tx_pool);
     tf_pool_drain(&loop->file_pool);
     free_write_pool(loop);
+    tf_timers_free(loop);
+    tf_post_free(loop);
     pthread_mutex_lock(&abandoned_lock);
     for (size_t i = 0; i < sizeof(abandoned) / sizeof(abandoned[0]); i++) {
         if (!abandoned[i]) {
@@ -640,10 +686,27 @@ static void abandon(tlsflow_loop *loop)
 
 /* Objects still open are released without their callbacks: no callback may
  * run outside tlsflow_loop_run*. */
+/* Tasks still queued are dropped; those that own memory give it back. */
+static void discard_tasks(tlsflow_loop *loop)
+{
+    tf_task *t = loop->tasks;
+
+    loop->tasks = NULL;
+    loop->tasks_tail = &loop->tasks;
+    while (t) {
+        tf_task *next = t->next;
+        t->queued = false;
+        if (t->discard)
+            t->discard(t);
+        t = next;
+    }
+}
+
 TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
 {
     if (!loop)
         return;
+    discard_tasks(loop);
     if (drain(loop) < 0) {
         abandon(loop);
         return;
@@ -662,5 +725,7 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
     tf_pool_drain(&loop->tx_pool);
     tf_pool_drain(&loop->file_pool);
     free_write_pool(loop);
+    tf_timers_free(loop);
+    tf_post_free(loop);
     free(loop);
 }

@@ -4,6 +4,8 @@
 #define TF_RING_H
 
 #include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -45,6 +47,7 @@ struct tf_op {
 typedef struct tf_task tf_task;
 struct tf_task {
     void   (*run)(tf_task *t);
+    void   (*discard)(tf_task *t);  /* loop_free, the task still queued: frees what it owns (NULL: nothing) */
     tf_task *next;
     bool     queued;
 };
@@ -57,9 +60,25 @@ struct tf_link {
     void   (*destroy)(tf_link *l);
 };
 
+/* timer.c: every started timer is in one heap, ordered by (due, seq); one
+ * io_uring timeout, armed for the earliest, wakes the loop. */
+typedef struct {
+    tlsflow_timer **heap;
+    size_t   n, cap;              /* n: started timers (they keep tlsflow_loop_run going) */
+    uint64_t seq;                 /* start order: ties, and which timers one round may fire */
+    tlsflow_timer *all;           /* every timer of the loop, for loop_free */
+    tf_op    op;                  /* the timeout */
+    struct __kernel_timespec ts, update_ts;
+    uint64_t armed_ns;            /* CLOCK_MONOTONIC deadline the kernel holds; 0: none (or being removed) */
+} tf_timers;
+
+/* post.c: tasks posted from any thread. */
+typedef struct tf_post tf_post;
+
 struct tlsflow_loop {
     struct io_uring ring;
-    bool     stopped;
+    atomic_bool stopped;          /* tlsflow_loop_stop, from any thread */
+    bool     in_run;              /* inside tlsflow_loop_run_once */
     unsigned live;                /* flows, listeners and connects not yet released */
     tf_task *tasks, **tasks_tail;
     struct io_uring_cqe *stash;   /* CQEs reaped while the SQ was full */
@@ -82,6 +101,17 @@ struct tlsflow_loop {
     tf_link  parked;              /* flows waiting for rx_held to go below mem_limit */
     struct tf_write *free_writes; /* write requests kept for reuse */
     size_t   nfree_writes;
+    tf_timers timers;
+    /* The only part other threads touch: the post queue (under post_lock)
+     * and wake_fd, an eventfd the ring keeps a read on, so that a write
+     * to it ends a wait in io_uring_enter and makes the ring fd readable. */
+    pthread_mutex_t post_lock;
+    tf_post *post_head, **post_tail;
+    atomic_bool has_posts;        /* the queue is not empty */
+    int      wake_fd;
+    tf_op    wake_op;
+    uint64_t wake_val;
+    bool     is_kicked;           /* the loop wrote wake_fd itself and has not read it since */
 };
 
 /* loop.c */
@@ -98,6 +128,25 @@ void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid);
 int  tf_pool_acquire(tf_pool *pool, tf_buf *b);   /* memory for a buffer that has none */
 void tf_pool_release(tf_pool *pool, tf_buf *b);   /* an empty b gives its memory back */
 void tf_pool_drain(tf_pool *pool);
+
+/* timer.c */
+void tf_timers_sync(tlsflow_loop *loop);   /* arms the kernel's timeout for the earliest timer */
+void tf_timers_free(tlsflow_loop *loop);   /* frees every timer of the loop, without callbacks */
+
+/* post.c */
+int  tf_post_init(tlsflow_loop *loop);     /* the eventfd and its read; -errno */
+unsigned tf_post_run(tlsflow_loop *loop);  /* runs what was posted so far: how many */
+bool tf_post_pending(tlsflow_loop *loop);
+void tf_post_free(tlsflow_loop *loop);     /* drops posts not run; closes the eventfd */
+void tf_ring_wake(tlsflow_loop *loop);     /* any thread: ends a wait, makes the ring fd readable */
+/* The loop's thread, outside tlsflow_loop_run_once: work was queued that no
+ * completion will announce (a task, a timer); the ring fd becomes readable. */
+void tf_ring_kick(tlsflow_loop *loop);
+
+/* release.c: tlsflow_on_release */
+struct tf_release;
+void tf_release_queue(tlsflow_loop *loop, struct tf_release *r);   /* runs it from the loop; NULL: none */
+void tf_release_discard(struct tf_release *r);                     /* frees it uncalled; NULL: none */
 
 /* A write request queued on a flow. */
 typedef struct tf_write tf_write;
@@ -197,6 +246,7 @@ struct tlsflow {
     tlsflow_error      err;         /* sticky */
     tf_task            task;
     tf_session         hs;
+    struct tf_release *release;     /* tlsflow_on_release: called once the last reference is gone */
 
     /* opening */
     tlsflow_cb        *open_cb;

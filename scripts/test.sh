@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every tlsflow test lane.
 #   scripts/test.sh [lane...]    lanes: build tests sanitize valgrind fuzz vm (default: all)
-# Build trees: _build/release, _build/asan.  Exits non-zero when any lane fails.
+# Build trees: _build/release, _build/asan, _build/tsan.  Exits non-zero when any lane fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,6 +17,7 @@ scripts/deps.sh $sets
 jobs=$(nproc)
 rel=$root/_build/release
 asan=$root/_build/asan
+tsan=$root/_build/tsan
 failed=()
 lane() {   # lane NAME CMD...: runs one lane, records its failure, goes on
     local name=$1; shift
@@ -36,6 +37,12 @@ configure() {   # configure DIR [cmake args]
     cmake --build "$dir" -j"$jobs"
 }
 
+tsan_build() {
+    cmake -S "$root" -B "$tsan" -DTLSFLOW_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DTLSFLOW_TSAN=ON \
+          -DTLSFLOW_TOOLS=OFF >/dev/null
+    cmake --build "$tsan" -j"$jobs" --target ring_post
+}
+
 run_ctest() {   # run_ctest DIR LABEL-REGEX [ctest args]
     local dir=$1 labels=$2
     shift 2
@@ -51,6 +58,12 @@ if has sanitize; then
     # (the packaging tests link plain programs against the library: not for ASan)
     lane sanitize run_ctest "$asan" 'unit|interop' -E '^package_'
     unset ASAN_OPTIONS UBSAN_OPTIONS
+    # ThreadSanitizer for the one thread-safe call, tlsflow_loop_post: only
+    # that test is built and run (TSan and ASan cannot share a tree).
+    lane tsan-build tsan_build
+    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+    lane tsan run_ctest "$tsan" 'unit' -R '^ring_post$'
+    unset TSAN_OPTIONS
 fi
 has valgrind && lane valgrind scripts/valgrind.sh "$rel"
 if has fuzz && [[ -x tests/fuzz/run.sh ]]; then
