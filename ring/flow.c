@@ -208,19 +208,10 @@ static void linger_done(tlsflow *f, int res, unsigned flags)
     cancel(f, &f->shut_op);
 }
 
-static void shut_done(tlsflow *f, int res, unsigned flags)
-{
-    (void)f;
-    (void)res;   /* a peer gone already is found by the receive side */
-    (void)flags;
-}
-
 /* TX_ALERTING: what was encrypted before the failure goes out, then the
  * alert, then shutdown(SHUT_WR), within TF_LINGER_MS. */
 void tf_flow_tx_abort_progress(tlsflow *f)
 {
-    struct io_uring_sqe *sqe;
-
     if (f->tx_phase != TX_ALERTING)
         return;
     if (f->tx_peer_gone) {
@@ -245,8 +236,7 @@ void tf_flow_tx_abort_progress(tlsflow *f)
         return;
     f->tx_phase = TX_DONE;
     tf_ring_cancel(f->loop, &f->linger_op.op);
-    sqe = tf_flow_submit(f, &f->shut_op, shut_done);
-    io_uring_prep_shutdown(sqe, f->fd, SHUT_WR);
+    tf_flow_shutdown(f);
 }
 
 void tf_flow_tx_alert(tlsflow *f, int desc)

@@ -19,22 +19,13 @@ static void rekey_rx(tlsflow *f, const tf_post_event *ev)
         tf_flow_rx_fail(f, tf_err(TLSFLOW_E_REKEY, -ret), GNUTLS_A_INTERNAL_ERROR);
         return;
     }
-    if (ev->update_requested && !f->tx_rekey_pending) {
+    if (ev->update_requested) {
         if (f->tx_path != PATH_KERNEL) {
             /* GnuTLS sends the answer with our next userspace record. */
             f->hs.key_update_due = true;
             return;
         }
-        if (!tf_ktls_has_rekey(f->tls_version)) {
-            tf_flow_rx_fail(f, tf_err(TLSFLOW_E_REKEY, EBUSY), GNUTLS_A_INTERNAL_ERROR);
-            return;
-        }
-        ret = tf_hs_request_key_update_reply(&f->hs);
-        if (ret < 0) {
-            tf_flow_rx_fail(f, tf_hs_error(&f->hs, ret), tf_hs_alert_for(ret));
-            return;
-        }
-        f->tx_rekey_pending = true;
+        tf_flow_ktx_key_update(f);
     }
 }
 

@@ -112,6 +112,29 @@ void tf_flow_ktx_splice(tlsflow *f)
     f->ktx_kind = KTX_SPLICE;
 }
 
+/* The peer asked for our KeyUpdate: GnuTLS writes it into post_out (never as
+ * a record of its own), it goes out first, and the new send key follows
+ * (new_tx_key).  Before 6.14 the kernel takes no second send key: the flow
+ * says so under the key the peer still reads, rather than announce one. */
+void tf_flow_ktx_key_update(tlsflow *f)
+{
+    int ret;
+
+    if (f->tx_rekey_pending)
+        return;
+    if (!tf_ktls_has_rekey(f->tls_version)) {
+        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_REKEY, EBUSY), GNUTLS_A_INTERNAL_ERROR);
+        return;
+    }
+    ret = tf_hs_request_key_update_reply(&f->hs);
+    if (ret < 0) {
+        tf_flow_rx_fail(f, tf_hs_error(&f->hs, ret), tf_hs_alert_for(ret));
+        return;
+    }
+    f->tx_rekey_pending = true;
+    tf_flow_schedule(f);
+}
+
 /* The AEAD limit is near: a new key where the kernel can take one, else the
  * flow ends here rather than wear the key out. */
 static bool record_limit(tlsflow *f)

@@ -291,37 +291,14 @@ static bool at_boundary(tlsflow *f)
     return false;
 }
 
-/* The peer asked for our KeyUpdate and the kernel holds the send key: GnuTLS
- * writes it into post_out (never as a record of its own), the kernel sends it,
- * and the new send key follows (flow_ktx.c). */
-static void answer_key_update(tlsflow *f)
-{
-    int ret;
-
-    f->hs.key_update_due = false;
-    if (f->tx_rekey_pending)
-        return;
-    if (!tf_ktls_has_rekey(f->tls_version)) {
-        /* Before 6.14 the kernel takes no second send key: say so under
-         * the key the peer still reads, rather than announce one. */
-        tf_flow_rx_fail(f, tf_err(TLSFLOW_E_REKEY, EBUSY), GNUTLS_A_INTERNAL_ERROR);
-        return;
-    }
-    ret = tf_hs_request_key_update_reply(&f->hs);
-    if (ret < 0) {
-        tf_flow_rx_fail(f, tf_hs_error(&f->hs, ret), tf_hs_alert_for(ret));
-        return;
-    }
-    f->tx_rekey_pending = true;
-    tf_flow_schedule(f);
-}
-
 void tf_flow_owed_by_gnutls(tlsflow *f)
 {
     if (f->tx_path != PATH_KERNEL)
         return;
-    if (f->hs.key_update_due)
-        answer_key_update(f);
+    if (f->hs.key_update_due) {
+        f->hs.key_update_due = false;
+        tf_flow_ktx_key_update(f);
+    }
     if (f->hs.no_renegotiation && f->kio) {
         f->hs.no_renegotiation = false;
         f->kio->warning[0] = 1;

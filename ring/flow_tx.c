@@ -178,9 +178,13 @@ static void shut_done(tlsflow *f, int res, unsigned flags)
     (void)flags;
 }
 
+void tf_flow_shutdown(tlsflow *f)
+{
+    io_uring_prep_shutdown(tf_flow_submit(f, &f->shut_op, shut_done), f->fd, SHUT_WR);
+}
+
 void tf_flow_close_progress(tlsflow *f)
 {
-    struct io_uring_sqe *sqe;
     tlsflow_result r = { TLSFLOW_OK, NULL, 0, { 0, 0 } };
     tlsflow_cb *cb;
 
@@ -202,8 +206,7 @@ void tf_flow_close_progress(tlsflow *f)
         if (!f->tx_peer_gone && (f->send_op.op.busy || f->sending.len || f->out.len))
             return;
         f->tx_phase = TX_SHUT;
-        sqe = tf_flow_submit(f, &f->shut_op, shut_done);
-        io_uring_prep_shutdown(sqe, f->fd, SHUT_WR);
+        tf_flow_shutdown(f);
         return;
     }
     if (f->tx_phase != TX_SHUT || f->shut_op.op.busy || !(f->rx_end == RX_NOTIFIED || f->rx_end == RX_CUT))

@@ -112,6 +112,7 @@ struct tlsflow_loop {
     tf_op    wake_op;
     uint64_t wake_val;
     bool     is_kicked;           /* the loop wrote wake_fd itself and has not read it since */
+    struct tf_resolve *resolving; /* lookups of tlsflow_connect in flight (loop thread only) */
 };
 
 /* loop.c */
@@ -142,6 +143,26 @@ void tf_ring_wake(tlsflow_loop *loop);     /* any thread: ends a wait, makes the
 /* The loop's thread, outside tlsflow_loop_run_once: work was queued that no
  * completion will announce (a task, a timer); the ring fd becomes readable. */
 void tf_ring_kick(tlsflow_loop *loop);
+/* A post whose node is allocated ahead, so that queueing it cannot fail. */
+tf_post *tf_post_new(tlsflow_task_fn *fn, void *arg);   /* NULL: no memory */
+void tf_post_discard(tf_post *p);                       /* frees one never queued */
+void tf_post_queue(tlsflow_loop *loop, tf_post *p);     /* any thread; takes p */
+
+/* resolve.c: getaddrinfo on a worker thread, the answer back on the loop's
+ * thread through a post.  fn(arg, ...) runs from tlsflow_loop_run* and owns
+ * res; gai_error as getaddrinfo returned it, sys_errno its errno for
+ * EAI_SYSTEM.  fn never runs once the loop is freed. */
+struct addrinfo;
+typedef struct tf_resolve tf_resolve;
+typedef void tf_resolve_fn(void *arg, struct addrinfo *res, int gai_error, int sys_errno);
+int  tf_resolve_start(tlsflow_loop *loop, const char *host, const char *port,
+                      const struct addrinfo *hints, tf_resolve_fn *fn, void *arg,
+                      tf_resolve **out);                 /* 0 or -errno; fn not run on failure */
+/* The requester goes away (loop_free, after tf_resolve_shutdown): fn never
+ * runs; the lookup's answer, when it comes, is dropped by the worker. */
+void tf_resolve_drop(tf_resolve *r);
+/* loop_free, first: no worker touches the loop from now on. */
+void tf_resolve_shutdown(tlsflow_loop *loop);
 
 /* release.c: tlsflow_on_release */
 struct tf_release;
@@ -363,6 +384,8 @@ void tf_flow_complete_writes(tlsflow *f);
 enum { KTX_DATA = 1, KTX_HANDSHAKE, KTX_ALERT, KTX_SPLICE };
 void tf_flow_ktx_progress(tlsflow *f);
 void tf_flow_ktx_splice(tlsflow *f);      /* pipe -> socket */
+void tf_flow_ktx_key_update(tlsflow *f);  /* our KeyUpdate, asked for by the peer */
+void tf_flow_shutdown(tlsflow *f);        /* shutdown(SHUT_WR) through the ring */
 bool tf_flow_ktx_close(tlsflow *f);       /* sends close_notify; false while not possible */
 bool tf_flow_ktx_alert(tlsflow *f);       /* sends f->alert; false while not possible */
 
