@@ -173,10 +173,12 @@ int tf_http_parse_request(const char *buf, size_t len, size_t max_head, tf_http_
 {
     struct headers h = {0};
     size_t pos = skip_empty_lines(buf, len);
-    size_t limit = pos + max_head;   /* the blank lines before do not count */
+    size_t limit = max_head;   /* the blank lines before count too */
     size_t n, next;
 
     memset(req, 0, sizeof(*req));
+    if (pos >= max_head)
+        return -400;   /* nothing but empty lines */
     int r = next_line(buf, len < limit ? len : limit, pos, &n, &next);
     if (r < 0)
         return r;

@@ -30,7 +30,8 @@ typedef struct {
  * 0 when more bytes are needed, or -STATUS when the request must be refused with
  * that status: -400 malformed, -431 head longer than max_head, -501 unsupported
  * Transfer-Encoding, -505 an HTTP version other than 1.0/1.1.
- * Empty lines before the request line are skipped (RFC 9112 section 2.2). */
+ * Empty lines before the request line are skipped (RFC 9112 section 2.2) but
+ * count against max_head: max_head bytes of them are -400. */
 int tf_http_parse_request(const char *buf, size_t len, size_t max_head, tf_http_request *req);
 
 /* Turns a request target into a relative path below a document root.

@@ -4,7 +4,8 @@
  * port (the library sets SO_REUSEPORT, so the kernel spreads connections).  The
  * main thread only waits for SIGINT/SIGTERM (blocked everywhere, taken with
  * sigtimedwait) and prints the statistics line; workers poll the stop flag
- * between rounds of tlsflow_loop_run_once. */
+ * between rounds of tlsflow_loop_run_once.  Request, idle and send timeouts
+ * are one tlsflow timer per connection (serve_conn.c), not a sweep. */
 #include "common.h"
 #include "serve.h"
 
@@ -44,7 +45,12 @@ static const char usage[] =
 "  --grace S                 seconds to wait for peers' close_notify at exit (default 5)\n"
 "  --request-timeout S       close a connection whose HTTP request is not complete\n"
 "                            S seconds after its first byte (default 10; slow-loris)\n"
-"  --idle-timeout S          close a connection idle for S seconds (default 120)\n"
+"  --idle-timeout S          close a connection that made no progress (nothing read,\n"
+"                            no write completed) for S seconds (default 120)\n"
+"  --send-timeout S          reset a connection whose pending writes made no progress\n"
+"                            for S seconds, after trying close_notify (default 60; a\n"
+"                            peer that never reads); files go out 1 MiB at a time, so\n"
+"                            a download must move 1 MiB every S seconds\n"
 "  --zerocopy-ro             kTLS TX: TLS_TX_ZEROCOPY_RO (files must not change\n"
 "                            while they are sent)\n"
 "  --no-pad                  kTLS RX: TLS_RX_EXPECT_NO_PAD (TLS 1.3)\n"
@@ -100,12 +106,9 @@ static void *worker_main(void *arg)
     s->bound_port = tlsflow_listener_port(lst);
     set_ready(s, 1);
 
-    double next_sweep = tf_now_s() + 1;
+    /* Timeouts are per-connection timers (serve_conn.c); the round only
+     * bounds how late the stop flag is seen. */
     while (!atomic_load(&tf_serve_stop)) {
-        if (tf_now_s() >= next_sweep) {
-            tf_serve_sweep(w, tf_now_s());
-            next_sweep = tf_now_s() + 1;
-        }
         ret = tlsflow_loop_run_once(w->loop, ROUND_MS);
         if (ret < 0 && ret != -EINTR && ret != -ETIME) {
             fprintf(stderr, PROG ": thread %d: tlsflow_loop_run_once: %s\n", s->index, strerror(-ret));
@@ -164,7 +167,7 @@ static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
 
 enum { OPT_CERT = 256, OPT_KEY, OPT_SELF, OPT_HOST, OPT_PORT, OPT_ECHO, OPT_ROOT, OPT_THREADS,
        OPT_KTLS, OPT_PRIO, OPT_ALPN, OPT_ZC, OPT_NOPAD, OPT_STATS, OPT_GRACE, OPT_HELP,
-       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT };
+       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_SEND_TIMEOUT };
 
 static const struct option long_opts[] = {
     {"cert", required_argument, NULL, OPT_CERT},
@@ -184,6 +187,7 @@ static const struct option long_opts[] = {
     {"grace", required_argument, NULL, OPT_GRACE},
     {"request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -193,7 +197,7 @@ int main(int argc, char **argv)
 {
     struct tf_tls_opts tls = {0};
     struct serve_opts opts = {.mode = SERVE_ECHO, .root_fd = -1, .request_timeout = 10,
-                              .idle_timeout = 120};
+                              .idle_timeout = 120, .send_timeout = 60};
     const char *host = "127.0.0.1", *port = "4433", *root = NULL;
     unsigned long threads = 1, stats_interval = 5, v;
     int self_signed = 0, echo = 0, zerocopy = 0, nopad = 0, ret = 1, opt;
@@ -246,6 +250,11 @@ int main(int argc, char **argv)
                 goto bad;
             opts.idle_timeout = (double)v;
             break;
+        case OPT_SEND_TIMEOUT:
+            if (tf_parse_ulong(optarg, 1, 86400, &v) < 0)
+                goto bad;
+            opts.send_timeout = (double)v;
+            break;
         case 'h':
         case OPT_HELP: fputs(usage, stdout); return 0;
         case OPT_VERSION: printf(PROG " %s\n", tlsflow_version()); return 0;
@@ -274,10 +283,17 @@ int main(int argc, char **argv)
             goto out;
         tls.cert = ss_cert;
         tls.key = ss_key;
-        fprintf(stderr, PROG ": self-signed certificate in %s\n", ss_cert);
     }
     if (tf_tool_config(&cfg, TLSFLOW_SERVER, &tls) < 0)
         goto out;
+    if (*ss_dir) {
+        /* The public config API takes files only: the library has read them
+         * (tlsflow_config_set_cert_file loads at the call), so they go now,
+         * before serving, and a server that dies leaves no key behind. */
+        tf_self_signed_cleanup(ss_dir, ss_cert, ss_key);
+        *ss_dir = '\0';
+        fprintf(stderr, PROG ": self-signed certificate made and loaded (its files removed)\n");
+    }
 
     /* Signals go to the main thread only: block them before any thread starts. */
     sigset_t sigs;

@@ -16,6 +16,7 @@ struct serve_opts {
     int root_fd;                 /* --root, opened O_PATH|O_DIRECTORY */
     double request_timeout;      /* a started HTTP request must be complete within this */
     double idle_timeout;         /* a connection with nothing in flight is closed after this */
+    double send_timeout;         /* one whose writes made no progress for this is reset */
 };
 
 /* Counters of one worker, read by the main thread for the stats line. */
@@ -48,8 +49,5 @@ void tf_serve_kill_all(struct worker *w);
 /* Releases the memory of connections after tlsflow_loop_free. */
 void tf_serve_release_all(struct worker *w);
 size_t tf_serve_open_count(const struct worker *w);
-/* Closes connections that dribble a request or sit idle too long, and frees
- * those whose peer does not answer our close_notify. */
-void tf_serve_sweep(struct worker *w, double now);
 
 #endif

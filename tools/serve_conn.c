@@ -11,13 +11,21 @@
  * the last segment is in flight, pipelined requests wait in `in` until the
  * response before them is out, and `in` holds at most one request head
  * (TF_HTTP_MAX_HEAD) plus one read segment.  What the library keeps below
- * that is its receive budget and send batch (bench/memory.sh measures both). */
+ * that is its receive budget and send batch (bench/memory.sh measures both).
+ * Echo is therefore bounded already: one segment (at most the receive budget,
+ * 64 KiB by default) is in flight as a write, and no read is pending until it
+ * has completed, so more than 64 KiB of echo writes are never pending.
+ *
+ * Timeouts: one tlsflow timer per connection, armed for the earliest of its
+ * deadlines (request, idle, send, close) and re-evaluated when it fires:
+ * progress only moves deadlines later, so it costs no timer call. */
 #include "common.h"
 #include "serve.h"
 #include "http.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +35,9 @@
 #include <unistd.h>
 
 atomic_int tf_serve_stop;
+
+#define SEND_CHUNK (1024 * 1024)   /* a file goes out in sendfile calls this large */
+#define STUCK_GRACE 1.0            /* after a send timeout, how long close_notify may take */
 
 struct conn {
     struct worker *w;
@@ -40,9 +51,16 @@ struct conn {
     unsigned       busy;         /* response writes (or the echo write) in flight */
     int            keep_alive;   /* after the current response */
     int            ktls_tx, ktls_rx;
-    double         since;        /* when the connection last had nothing to do */
+    int            is_send_stuck; /* closing because its writes made no progress */
+    double         since;        /* the last progress: bytes read or a write completed */
+    double         write_at;     /* the last write progress while busy */
     double         request_at;   /* when the current request's first byte came, or 0 */
     double         close_at;     /* when our close_notify went out, or 0 */
+    tlsflow_timer *timer;        /* armed for the earliest deadline, freed by conn_kill */
+    double         timer_at;     /* when it is armed for, or 0 */
+
+    size_t         blank_len;    /* empty lines dropped before the current request */
+    size_t         scan_from;    /* in[0..scan_from) holds no end of a head */
 
     char          *in;           /* received bytes not yet used (HTTP) / echo copy */
     size_t         in_len, in_cap;
@@ -56,6 +74,7 @@ struct conn {
 static void on_read(tlsflow *flow, const tlsflow_result *res, void *arg);
 static void on_file_sent(tlsflow *flow, const tlsflow_result *res, void *arg);
 static void http_next(struct conn *c);
+static void arm(struct conn *c);
 
 static void conn_release(struct conn *c)
 {
@@ -78,6 +97,8 @@ static void conn_kill(struct conn *c)
     if (c->is_freed)
         return;
     c->is_freed = 1;
+    tlsflow_timer_free(c->timer);   /* allowed from its own callback */
+    c->timer = NULL;
     atomic_fetch_sub_explicit(&c->w->stats.active, 1, memory_order_relaxed);
     if (c->ktls_tx)
         atomic_fetch_sub_explicit(&c->w->stats.ktls_tx, 1, memory_order_relaxed);
@@ -112,6 +133,7 @@ static void op_end(struct conn *c)
         if (op_begin(c))                                                      \
             return;                                                           \
         body(c, res);                                                         \
+        arm(c);                                                               \
         op_end(c);                                                            \
     }
 
@@ -166,6 +188,12 @@ static int append_in(struct conn *c, const void *data, size_t len)
     return 0;
 }
 
+static void begin_write(struct conn *c)
+{
+    if (c->busy++ == 0)
+        c->write_at = tf_now_s();   /* the send clock starts with the first write */
+}
+
 /* ---- echo ---- */
 
 static void echo_written(struct conn *c, const tlsflow_result *res)
@@ -175,6 +203,7 @@ static void echo_written(struct conn *c, const tlsflow_result *res)
         conn_kill(c);
         return;
     }
+    c->since = c->write_at = tf_now_s();
     atomic_fetch_add_explicit(&c->w->stats.bytes_out, res->len, memory_order_relaxed);
     c->in_len = 0;
     if (c->is_peer_done || atomic_load(&tf_serve_stop))
@@ -193,7 +222,7 @@ static void echo_data(struct conn *c, const void *data, size_t len)
         return;
     }
     c->pending++;
-    c->busy = 1;
+    begin_write(c);
 }
 
 /* ---- reading ---- */
@@ -253,11 +282,24 @@ static void http_written(struct conn *c, const tlsflow_result *res)
         conn_kill(c);
         return;
     }
+    c->since = c->write_at = tf_now_s();
     atomic_fetch_add_explicit(&c->w->stats.bytes_out, res->len, memory_order_relaxed);
     if (c->busy == 0)
         response_done(c);
 }
 CALLBACK(on_http_written, http_written)
+
+/* Files go out in chunks so that each completion is progress the send and
+ * idle clocks can see (one sendfile completes only when all of it is out). */
+static int send_chunk(struct conn *c)
+{
+    size_t n = c->file_left < SEND_CHUNK ? c->file_left : SEND_CHUNK;
+    if (tlsflow_sendfile(c->flow, c->file_fd, c->file_off, n, on_file_sent, c) < 0)
+        return -1;
+    c->pending++;
+    begin_write(c);
+    return 0;
+}
 
 static void file_sent(struct conn *c, const tlsflow_result *res)
 {
@@ -266,16 +308,13 @@ static void file_sent(struct conn *c, const tlsflow_result *res)
         conn_kill(c);   /* the file shrank, or the peer went away */
         return;
     }
+    c->since = c->write_at = tf_now_s();
     atomic_fetch_add_explicit(&c->w->stats.bytes_out, res->len, memory_order_relaxed);
     c->file_off += (off_t)res->len;
     c->file_left -= res->len;
-    if (c->file_left) {   /* a partial send: ask for the rest */
-        if (tlsflow_sendfile(c->flow, c->file_fd, c->file_off, c->file_left, on_file_sent, c) < 0) {
+    if (c->file_left) {   /* the next chunk, or the rest of a partial send */
+        if (send_chunk(c) < 0)
             conn_kill(c);
-            return;
-        }
-        c->pending++;
-        c->busy++;
         return;
     }
     if (c->busy == 0)
@@ -288,7 +327,7 @@ static int send_head(struct conn *c, size_t len)
     if (tlsflow_write(c->flow, c->head, len, on_http_written, c) < 0)
         return -1;
     c->pending++;
-    c->busy++;
+    begin_write(c);
     return 0;
 }
 
@@ -308,18 +347,73 @@ static void send_error(struct conn *c, int minor, int status, int keep_alive)
         conn_kill(c);
 }
 
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+
+/* Without openat2: one openat per component, each with O_NOFOLLOW, so no
+ * symlink (of a directory or of the file) is followed at all; the path has no
+ * "." or ".." segments (tf_http_target_path).  Stricter than RESOLVE_BENEATH,
+ * which follows symlinks that stay inside the root. */
+static int open_walk(int dirfd, const char *path)
+{
+    char comp[NAME_MAX + 1];
+    int dir = dirfd;
+    for (;;) {
+        const char *slash = strchr(path, '/');
+        if (!slash) {
+            int fd = openat(dir, path, OPEN_FLAGS | O_NOFOLLOW);
+            int e = errno;
+            if (dir != dirfd)
+                close(dir);
+            errno = e;
+            return fd;
+        }
+        size_t n = (size_t)(slash - path);
+        if (n == 0 || n > NAME_MAX) {
+            if (dir != dirfd)
+                close(dir);
+            errno = n ? ENAMETOOLONG : ENOENT;
+            return -1;
+        }
+        memcpy(comp, path, n);
+        comp[n] = '\0';
+        int next = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        if (dir != dirfd)
+            close(dir);
+        if (next < 0) {
+            errno = e == ENOTDIR ? ENOENT : e;   /* a symlink to a directory */
+            return -1;
+        }
+        dir = next;
+        path = slash + 1;
+    }
+}
+
+/* A test seam: TLSFLOW_SERVE_NO_OPENAT2=1 takes the fallback as on a kernel
+ * without openat2 (before 5.6). */
+static int has_openat2(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        const char *e = getenv("TLSFLOW_SERVE_NO_OPENAT2");
+        cached = !(e && *e == '1');
+    }
+    return cached;
+}
+
 /* RESOLVE_BENEATH keeps every component (symlinks included) inside the root;
- * without openat2 the ".."-free path plus O_NOFOLLOW on the last component has
- * to do. */
+ * without openat2, open_walk. */
 static int open_beneath(int dirfd, const char *path)
 {
     struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+        .flags = OPEN_FLAGS,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
     };
+    if (!has_openat2())
+        return open_walk(dirfd, path);
     int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
     if (fd < 0 && errno == ENOSYS)
-        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        fd = open_walk(dirfd, path);
     return fd;
 }
 
@@ -346,7 +440,14 @@ static int open_target(struct conn *c, const tf_http_request *req, const char **
         if (idx < 0)
             return -status_for_errno(errno);
         fd = idx;
-        strcat(path, "/index.html");
+        /* only the name's extension matters from here (the content type) */
+        static const char idx_name[] = "/index.html";
+        size_t len = strlen(path);
+        if (len + sizeof(idx_name) > sizeof(path)) {
+            close(fd);
+            return -414;
+        }
+        memcpy(path + len, idx_name, sizeof(idx_name));
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -383,21 +484,14 @@ static void http_request(struct conn *c, const tf_http_request *req)
         conn_kill(c);
         return;
     }
-    if (c->file_left) {
-        if (tlsflow_sendfile(c->flow, fd, 0, c->file_left, on_file_sent, c) < 0) {
-            conn_kill(c);
-            return;
-        }
-        c->pending++;
-        c->busy++;
-    }
+    if (c->file_left && send_chunk(c) < 0)
+        conn_kill(c);
 }
 
-/* Empty lines before a request line are ignored (RFC 9112 section 2.2), and
- * the parser does not count them against the head's limit: dropped here, so
- * that a peer sending nothing but CRLFs holds no memory (and is not re-scanned
- * from the start on every read).  request_at stays: it is still the slow
- * request it was. */
+/* Empty lines before a request line are ignored (RFC 9112 section 2.2) but
+ * count against the head's limit (blank_len): dropped here, so that a peer
+ * sending nothing but CRLFs holds no memory and is not re-scanned.
+ * request_at stays: it is still the slow request it was. */
 static void drop_empty_lines(struct conn *c)
 {
     size_t pos = 0;
@@ -406,7 +500,26 @@ static void drop_empty_lines(struct conn *c)
     if (pos) {
         memmove(c->in, c->in + pos, c->in_len - pos);
         c->in_len -= pos;
+        c->blank_len += pos;
+        c->scan_from = c->scan_from > pos ? c->scan_from - pos : 0;
     }
+}
+
+/* Whether in may hold a whole head (or a line the parser refuses): the head
+ * ends at an empty line.  Only the bytes since the last look are searched, so
+ * a head that comes a byte at a time costs linear time, not quadratic. */
+static int may_have_head(struct conn *c, size_t limit)
+{
+    size_t from = c->scan_from > 2 ? c->scan_from - 2 : 0;
+    if (c->in_len >= limit)
+        return 1;   /* the parser answers 431 */
+    for (const char *p = c->in + from, *end = c->in + c->in_len;
+         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+        if ((p + 1 < end && p[1] == '\n') || (p + 2 < end && p[1] == '\r' && p[2] == '\n'))
+            return 1;
+    }
+    c->scan_from = c->in_len;
+    return 0;
 }
 
 /* Serves the next complete request in the buffer, or reads more. */
@@ -414,7 +527,13 @@ static void http_next(struct conn *c)
 {
     tf_http_request req;
     drop_empty_lines(c);
-    int r = tf_http_parse_request(c->in, c->in_len, TF_HTTP_MAX_HEAD, &req);
+    if (c->blank_len >= TF_HTTP_MAX_HEAD) {   /* a flood of empty lines */
+        c->in_len = 0;
+        send_error(c, 1, 400, 0);
+        return;
+    }
+    size_t limit = TF_HTTP_MAX_HEAD - c->blank_len;
+    int r = may_have_head(c, limit) ? tf_http_parse_request(c->in, c->in_len, limit, &req) : 0;
 
     if (r == 0) {
         if (atomic_load(&tf_serve_stop))
@@ -433,7 +552,70 @@ static void http_next(struct conn *c)
         return;
     memmove(c->in, c->in + r, c->in_len - (size_t)r);
     c->in_len -= (size_t)r;
+    c->blank_len = 0;
+    c->scan_from = 0;
     c->request_at = c->in_len ? tf_now_s() : 0;   /* a pipelined request starts now */
+}
+
+/* ---- timeouts ---- */
+
+/* The connection's earliest deadline (0 = none) and whether it is a send
+ * timeout. */
+static double deadline(const struct conn *c)
+{
+    const struct serve_opts *o = c->w->opts;
+    if (c->is_closing)   /* the peer must answer our close_notify */
+        return c->close_at + (c->is_send_stuck ? STUCK_GRACE : o->request_timeout);
+    if (c->busy)         /* writes in flight must make progress */
+        return c->write_at + o->send_timeout;
+    if (c->request_at)   /* a started request must be complete */
+        return c->request_at + o->request_timeout;
+    return c->in_len ? 0 : c->since + o->idle_timeout;
+}
+
+static void on_timer(tlsflow_timer *t, void *arg)
+{
+    struct conn *c = arg;
+    (void)t;
+    c->timer_at = 0;
+    c->pending++;   /* held through the body, like a callback */
+    double d = deadline(c);
+    if (d && d <= tf_now_s() + 0.001) {
+        if (c->is_closing) {
+            conn_kill(c);   /* no close_notify came back: reset */
+        } else if (c->busy) {
+            c->is_send_stuck = 1;   /* try close_notify behind the stuck writes, then reset */
+            start_close(c);
+        } else {
+            start_close(c);   /* a request dribbled in too slowly, or idle */
+        }
+    }
+    arm(c);
+    op_end(c);
+}
+
+/* Makes the timer fire no later than the connection's deadline. */
+static void arm(struct conn *c)
+{
+    if (c->is_freed || !c->timer)
+        return;
+    double d = deadline(c);
+    if (!d) {
+        if (c->timer_at)
+            tlsflow_timer_stop(c->timer);
+        c->timer_at = 0;
+        return;
+    }
+    if (c->timer_at && c->timer_at <= d)
+        return;   /* it fires first and looks again */
+    double ms = (d - tf_now_s()) * 1000.0 + 2;   /* rounded up: never early */
+    if (ms < 1)
+        ms = 1;
+    if (tlsflow_timer_start(c->timer, (unsigned)ms, 0, on_timer, c) < 0) {
+        conn_kill(c);
+        return;
+    }
+    c->timer_at = d;
 }
 
 /* ---- accepting, shutting down ---- */
@@ -450,7 +632,8 @@ void tf_serve_accept(tlsflow *flow, const tlsflow_result *res, void *arg)
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
-    if (!c) {
+    if (!c || tlsflow_timer_new(w->loop, &c->timer) < 0) {
+        free(c);
         tlsflow_free(flow);
         return;
     }
@@ -477,6 +660,7 @@ void tf_serve_accept(tlsflow *flow, const tlsflow_result *res, void *arg)
         start_close(c);
     else
         start_read(c);
+    arm(c);
     op_end(c);
 }
 
@@ -488,8 +672,10 @@ size_t tf_serve_close_all(struct worker *w)
         if (c->is_freed)
             continue;
         c->pending++;   /* keep c (and so next's link) valid across the call */
-        if (!c->busy)
+        if (!c->busy) {
             start_close(c);
+            arm(c);
+        }
         open += !c->is_freed;
         next = c->next;
         op_end(c);
@@ -503,28 +689,6 @@ size_t tf_serve_open_count(const struct worker *w)
     for (const struct conn *c = w->conns; c; c = c->next)
         open += !c->is_freed;
     return open;
-}
-
-void tf_serve_sweep(struct worker *w, double now)
-{
-    const struct serve_opts *o = w->opts;
-
-    for (struct conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->is_freed)
-            continue;
-        c->pending++;
-        if (c->is_closing) {
-            if (now - c->close_at > o->request_timeout)
-                conn_kill(c);           /* the peer never answered our close_notify */
-        } else if (!c->busy && c->request_at && now - c->request_at > o->request_timeout) {
-            start_close(c);             /* a request dribbled in too slowly */
-        } else if (!c->busy && !c->in_len && now - c->since > o->idle_timeout) {
-            start_close(c);
-        }
-        next = c->next;
-        op_end(c);
-    }
 }
 
 void tf_serve_kill_all(struct worker *w)

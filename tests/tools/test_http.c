@@ -79,6 +79,16 @@ static void test_leading_crlf(void **state)
     tf_http_request req;
     assert_true(parse("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", &req) > 0);
     assert_int_equal(req.method, TF_HTTP_GET);
+    /* they count against the head's limit: a flood of them is refused */
+    static char flood[TF_HTTP_MAX_HEAD + 64];
+    for (size_t i = 0; i + 1 < sizeof(flood); i += 2)
+        memcpy(flood + i, "\r\n", 2);
+    assert_int_equal(tf_http_parse_request(flood, sizeof(flood), TF_HTTP_MAX_HEAD, &req), -400);
+    assert_int_equal(tf_http_parse_request(flood, TF_HTTP_MAX_HEAD, TF_HTTP_MAX_HEAD, &req), -400);
+    assert_int_equal(tf_http_parse_request(flood, 100, TF_HTTP_MAX_HEAD, &req), 0);
+    const char *s = "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(tf_http_parse_request(s, strlen(s), strlen(s) - 1, &req), -431);
+    assert_int_equal(tf_http_parse_request(s, strlen(s), strlen(s), &req), (int)strlen(s));
 }
 
 static void test_malformed(void **state)
@@ -188,6 +198,26 @@ static void test_target_path(void **state)
     expect_path("/0123456789012345678901234567890123456789012345678901234567890123456789", -414, NULL);
 }
 
+/* A target that just fits tf_http_target_path's buffer of 4096 bytes must
+ * still leave room for "/index.html" when it names a directory (serve_conn.c
+ * checks; here: a target too long for the buffer is 414, never written past). */
+static void test_target_too_long(void **state)
+{
+    (void)state;
+    static char target[8192], out[4096 + 16];
+    target[0] = '/';
+    memset(target + 1, 'a', sizeof(target) - 1);
+    memset(out, 0x5a, sizeof(out));
+    assert_int_equal(tf_http_target_path(target, sizeof(target), out, 4096), -414);
+    assert_int_equal(tf_http_target_path(target, 4097, out, 4096), -414);
+    assert_int_equal(tf_http_target_path(target, 4096, out, 4096), 0);   /* 4095 + NUL */
+    assert_int_equal(strlen(out), 4095);
+    target[4095] = '/';   /* a directory: "/index.html" does not fit */
+    assert_int_equal(tf_http_target_path(target, 4096, out, 4096), -414);
+    for (size_t i = 4096; i < sizeof(out); i++)
+        assert_int_equal((unsigned char)out[i], 0x5a);
+}
+
 static void test_format_head(void **state)
 {
     (void)state;
@@ -252,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_head_limit),
         cmocka_unit_test(test_target_path),
+        cmocka_unit_test(test_target_too_long),
         cmocka_unit_test(test_format_head),
         cmocka_unit_test(test_response),
     };
