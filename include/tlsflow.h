@@ -173,6 +173,12 @@ int  tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled);
 int  tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags);
 
 /* ---- Opening: cb gets flow == NULL and TLSFLOW_ERROR when the connection or handshake fails ---- */
+/* tlsflow_connect does not block: a host name is resolved on a resolver
+ * thread (an address literal needs none) while the loop runs on, then every
+ * address it resolves to is tried in turn.  A name that does not resolve
+ * completes cb with TLSFLOW_E_RESOLVE (detail: the EAI_* code; EAI_SYSTEM
+ * comes as TLSFLOW_E_SYSTEM with its errno).  tlsflow_loop_free while the
+ * lookup runs drops it: cb is not called. */
 int  tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host,
                      const char *port, tlsflow_cb *cb, void *arg);
 /* fd: a connected stream socket; the flow owns it once the call is accepted. */

@@ -4,6 +4,7 @@
 #ifndef TF_KTLS_H
 #define TF_KTLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -57,6 +58,13 @@ enum { TF_REC_CCS = 20, TF_REC_ALERT = 21, TF_REC_HANDSHAKE = 22, TF_REC_DATA = 
 int tf_ktls_probe(unsigned version, enum tf_ktls_cipher cipher, enum tf_ktls_dir dir);
 /* 0 when the "tls" ULP can be attached at all, else -errno. */
 int tf_ktls_probe_ulp(void);
+/* Runs the probe now unless it has run (tlsflow_loop_new calls it, so that no
+ * flow pays for it inside a callback).  tf_ktls_probe_is_done: its results
+ * are in; tf_ktls_probe_runs: how many times it actually ran (0 or 1), for
+ * the tests. */
+void tf_ktls_probe_once(void);
+bool tf_ktls_probe_is_done(void);
+unsigned tf_ktls_probe_runs(void);
 
 /* setsockopt(TCP_ULP, "tls") on an ESTABLISHED socket; 0 or -errno. */
 int tf_ktls_attach(int fd);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int ulp_result;
 static int results[NVER][NCIPHER][2];
+static atomic_uint runs;          /* times run_probe ran: 0 or 1 (tests read it) */
+static atomic_bool is_done;       /* the results above are final */
 
 /* A listening socket on loopback (IPv4, else IPv6 for v6-only namespaces). */
 static int listener(void)
@@ -133,6 +136,23 @@ static void run_probe(void)
         }
     if (lfd >= 0)
         close(lfd);
+    atomic_fetch_add(&runs, 1);
+    atomic_store(&is_done, true);
+}
+
+void tf_ktls_probe_once(void)
+{
+    pthread_once(&once, run_probe);
+}
+
+bool tf_ktls_probe_is_done(void)
+{
+    return atomic_load(&is_done);
+}
+
+unsigned tf_ktls_probe_runs(void)
+{
+    return atomic_load(&runs);
 }
 
 int tf_ktls_probe_ulp(void)

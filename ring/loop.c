@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "ktls/ktls.h"
 #include "ring/ring.h"
 
 #define DEFAULT_DEPTH 256
@@ -47,6 +48,9 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
     if (depth > 32768)
         return -EINVAL;
     tf_trace_on = getenv("TLSFLOW_TRACE") != NULL;
+    /* The process-wide kTLS probe (loopback socket pairs) runs here, once,
+     * rather than inside the callback of a process's first flow. */
+    tf_ktls_probe_once();
     loop = calloc(1, sizeof(*loop));
     if (!loop)
         return -ENOMEM;
@@ -706,6 +710,7 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
 {
     if (!loop)
         return;
+    tf_resolve_shutdown(loop);   /* lookups in flight no longer post to us */
     discard_tasks(loop);
     if (drain(loop) < 0) {
         abandon(loop);

@@ -1,5 +1,6 @@
 /* Opening flows: connect (every resolved address in turn), wrap an fd, listen
  * and accept with many handshakes in flight. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -43,10 +44,13 @@ typedef struct {
     void            *arg;
     char            *host;
     char            *cache_key;
+    tf_resolve      *lookup;    /* the name is being resolved on a worker thread */
 } connector;
 
 static void connector_free(connector *c)
 {
+    if (c->lookup)
+        tf_resolve_drop(c->lookup);
     if (c->fd >= 0)
         close(c->fd);
     if (c->res)
@@ -128,12 +132,41 @@ static void connect_next(connector *c)
     tf_ring_defer(c->loop, &c->task);
 }
 
+/* The answer, on the loop's thread (a post, or tlsflow_connect itself for an
+ * address literal): the first address is tried, or the failure is reported
+ * from a task. */
+static void resolved(void *arg, struct addrinfo *res, int gai_error, int sys_errno)
+{
+    connector *c = arg;
+
+    c->lookup = NULL;
+    c->res = res;
+    c->gai_error = gai_error;
+    if (gai_error) {
+        if (gai_error == EAI_SYSTEM)
+            c->last_errno = sys_errno, c->gai_error = 0;
+        tf_ring_defer(c->loop, &c->task);
+        return;
+    }
+    c->cur = c->res;
+    connect_next(c);
+}
+
+static bool is_address_literal(const char *host)
+{
+    struct in6_addr a;
+
+    return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
+}
+
+/* A name is resolved on a worker thread (resolve.c), so that a slow DNS
+ * answer stalls no flow of the loop; an address literal needs no lookup. */
 TLSFLOW_PUBLIC int tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host,
                                    const char *port, tlsflow_cb *cb, void *arg)
 {
-    struct addrinfo hints;
+    struct addrinfo hints, *res = NULL;
     connector *c;
-    int ret;
+    int ret, gai;
 
     if (!host || !port || !cb)
         return -EINVAL;
@@ -159,16 +192,19 @@ TLSFLOW_PUBLIC int tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    tf_ring_track(loop, &c->link);
-    c->gai_error = getaddrinfo(host, port, &hints, &c->res);
-    if (c->gai_error) {
-        if (c->gai_error == EAI_SYSTEM)
-            c->last_errno = errno, c->gai_error = 0;
-        tf_ring_defer(loop, &c->task);
+    if (!is_address_literal(host)) {
+        ret = tf_resolve_start(loop, host, port, &hints, resolved, c, &c->lookup);
+        if (ret) {
+            connector_free(c);
+            return ret;
+        }
+        tf_ring_track(loop, &c->link);
         return 0;
     }
-    c->cur = c->res;
-    connect_next(c);
+    hints.ai_flags |= AI_NUMERICHOST;
+    tf_ring_track(loop, &c->link);
+    gai = getaddrinfo(host, port, &hints, &res);
+    resolved(c, res, gai, gai == EAI_SYSTEM ? errno : 0);
     return 0;
 }
 

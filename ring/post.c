@@ -159,3 +159,38 @@ TLSFLOW_PUBLIC int tlsflow_loop_fd(const tlsflow_loop *loop)
         return -EINVAL;
     return loop->ring.ring_fd;
 }
+
+/* A post made ready ahead: for a thread that must not fail to post (the
+ * resolver), the node is allocated on the loop's thread beforehand. */
+tf_post *tf_post_new(tlsflow_task_fn *fn, void *arg)
+{
+    tf_post *p = malloc(sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    return p;
+}
+
+void tf_post_discard(tf_post *p)
+{
+    free(p);
+}
+
+/* tlsflow_loop_post with a node from tf_post_new; any thread; takes p. */
+void tf_post_queue(tlsflow_loop *loop, tf_post *p)
+{
+    bool was_empty;
+
+    p->next = NULL;
+    pthread_mutex_lock(&loop->post_lock);
+    was_empty = !loop->post_head;
+    *loop->post_tail = p;
+    loop->post_tail = &p->next;
+    atomic_store_explicit(&loop->has_posts, true, memory_order_release);
+    pthread_mutex_unlock(&loop->post_lock);
+    if (was_empty)
+        tf_ring_wake(loop);
+}
