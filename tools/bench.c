@@ -293,6 +293,7 @@ int main(int argc, char **argv)
     if (!th || !tids)
         goto out_threads;
     double cpu0 = tf_cpu_s(), t0 = tf_now_s();
+    o.end_at = t0 + o.duration;   /* each thread's loop has a timer for it */
     for (unsigned i = 0; i < o.threads; i++) {
         th[i].o = &o;
         th[i].nconns = o.connections / o.threads + (i < o.connections % o.threads);
@@ -300,23 +301,26 @@ int main(int argc, char **argv)
             break;
         started++;
     }
+    /* The progress line on a terminal, once a second: a display clock only,
+     * the threads end the run themselves (their timers). */
     int show = !json && isatty(STDERR_FILENO);
     uint64_t last[3] = {0, 0, 0};
     double now, last_t = t0;
-    while ((now = tf_now_s()) < t0 + o.duration) {
-        double left = t0 + o.duration - now;
+    while (show && (now = tf_now_s()) < o.end_at) {
+        double left = o.end_at - now;
         usleep((useconds_t)((left < 1.0 ? left : 1.0) * 1e6));
-        if (show) {
-            double t = tf_now_s();
-            progress(th, started, t - t0, last, t - last_t);
-            last_t = t;
-        }
+        double t = tf_now_s();
+        progress(th, started, t - t0, last, t - last_t);
+        last_t = t;
     }
     for (unsigned i = 0; i < started; i++)
-        atomic_store(&th[i].stop, 1);
-    double secs = tf_now_s() - t0;
-    for (unsigned i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
+    double secs = 0;   /* to the last thread's end of run, not its close grace */
+    for (unsigned i = 0; i < started; i++)
+        if (th[i].stopped_at - t0 > secs)
+            secs = th[i].stopped_at - t0;
+    if (secs <= 0)
+        secs = o.duration;
     double cpu = tf_cpu_s() - cpu0;
     if (show)
         fprintf(stderr, "\r\033[K");

@@ -18,6 +18,7 @@ struct bench_opts {
     unsigned    connections;
     unsigned    threads;
     double      duration;
+    double      end_at;          /* tf_now_s() when the run ends (start + duration) */
     const tlsflow_config *cfg;
 };
 
@@ -42,10 +43,10 @@ struct bench_thread {
     unsigned nconns;
     struct bench_live live;
     struct bench_result res;
-    atomic_int stop;
+    double stopped_at;           /* when its run ended (its own timer, or giving up) */
 };
 
-/* Runs one thread's connections until t->stop; fills t->res. */
+/* Runs one thread's connections until o->end_at; fills t->res. */
 void tf_bench_run(struct bench_thread *t);
 
 #endif

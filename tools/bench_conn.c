@@ -1,10 +1,13 @@
 /* The connections of one tlsflow-bench thread.
  *
- * A connection slot counts its operations in flight; when its flow dies the
- * slot waits for the last of them (cancellations included) before it opens a
- * new flow, so a late callback never meets the next flow.  The thread's loop
- * reopens free slots between rounds, at most MAX_OPENING at a time so that a
- * large --connections does not overrun the server's accept queue. */
+ * A connection slot registers tlsflow_on_release on each flow it opens and
+ * opens the next one only from that callback, after the freed flow's last
+ * completion (cancellations included), so a late callback never meets the
+ * next flow.  At most MAX_OPENING connects are in flight, so that a large
+ * --connections does not overrun the server's accept queue.  The run's end is
+ * a tlsflow timer: close_notify everywhere, CLOSE_GRACE_MS for the peers, then
+ * every flow is freed and the loop stops once all are released (or
+ * CLOSE_GRACE_MS later still). */
 #include "bench.h"
 #include "common.h"
 #include "http.h"
@@ -18,6 +21,8 @@
 #define MAX_RESP_HEAD 65536
 #define MAX_SAMPLES   (1u << 24)
 #define ECHO_WINDOW   4          /* echo: writes in flight or unanswered */
+#define CLOSE_GRACE_MS 1000
+#define RETRY_MS      50         /* after tlsflow_connect itself failed */
 
 struct thread_state;
 
@@ -25,7 +30,7 @@ struct bconn {
     struct bench_thread *t;
     struct thread_state *s;
     tlsflow  *flow;
-    unsigned  pending;           /* operations in flight, the open included */
+    int       is_busy;           /* connecting, open, or freed and not yet released */
     int       is_reading, is_closing;
     /* HTTP response being read */
     char     *head;
@@ -43,6 +48,12 @@ struct thread_state {
     tlsflow_loop *loop;
     struct bconn *conns;
     unsigned opening;            /* connects in flight */
+    unsigned busy;               /* slots with is_busy */
+    unsigned next_slot;          /* where open_more looks first */
+    int      is_stopping;        /* the run is over: open nothing more */
+    int      is_killed;          /* past the close grace: flows are freed */
+    tlsflow_timer *timer;        /* the run's end, then the close grace */
+    tlsflow_timer *retry;        /* open_more again after a failed tlsflow_connect */
     char     *request;           /* the HTTP GET */
     size_t    request_len;
     char     *payload;           /* echo bytes */
@@ -92,33 +103,21 @@ static void count_bytes(struct bconn *c, size_t n)
     atomic_fetch_add_explicit(&c->t->live.bytes, n, memory_order_relaxed);
 }
 
-/* ---- callbacks: op_begin, body, op_end (see serve_conn.c) ---- */
-
-static int op_begin(struct bconn *c)
-{
-    if (c->flow)
-        return 0;
-    c->pending--;   /* a completion of a flow already freed */
-    return 1;
-}
-
-#define CALLBACK(name, body)                                                  \
-    static void name(tlsflow *flow, const tlsflow_result *res, void *arg)    \
-    {                                                                         \
-        struct bconn *c = arg;                                                \
-        (void)flow;                                                           \
-        if (op_begin(c))                                                      \
-            return;                                                           \
-        body(c, res);                                                         \
-        c->pending--;                                                         \
-    }
+/* ---- callbacks: a completion of a flow already freed (c->flow NULL, the
+ * slot waiting for on_released) only returns ---- */
 
 static void close_done(struct bconn *c, const tlsflow_result *res)
 {
     (void)res;
     kill(c);
 }
-CALLBACK(on_close, close_done)
+static void on_close(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct bconn *c = arg;
+    (void)flow;
+    if (c->flow)
+        close_done(c, res);
+}
 
 static void start_close(struct bconn *c)
 {
@@ -129,12 +128,18 @@ static void start_close(struct bconn *c)
         kill(c);
         return;
     }
-    c->pending++;
     start_read(c);   /* the peer's close_notify (and any ticket) arrive here */
 }
 
 static void written(struct bconn *c, const tlsflow_result *res);
-CALLBACK(on_write, written)
+
+static void on_write(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct bconn *c = arg;
+    (void)flow;
+    if (c->flow)
+        written(c, res);
+}
 
 static int submit_write(struct bconn *c, const void *buf, size_t len)
 {
@@ -143,7 +148,6 @@ static int submit_write(struct bconn *c, const void *buf, size_t len)
         kill(c);
         return -1;
     }
-    c->pending++;
     c->writes++;
     return 0;
 }
@@ -176,7 +180,7 @@ static void send_probe(struct bconn *c)
 
 static void next_request(struct bconn *c)
 {
-    if (atomic_load_explicit(&c->t->stop, memory_order_relaxed))
+    if (c->s->is_stopping)
         return;
     if (c->t->o->path)
         send_request(c);
@@ -297,7 +301,13 @@ static void read_done(struct bconn *c, const tlsflow_result *res)
     if (c->flow)
         start_read(c);
 }
-CALLBACK(on_read, read_done)
+static void on_read(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct bconn *c = arg;
+    (void)flow;
+    if (c->flow)
+        read_done(c, res);
+}
 
 static void start_read(struct bconn *c)
 {
@@ -308,28 +318,54 @@ static void start_read(struct bconn *c)
         return;
     }
     c->is_reading = 1;
-    c->pending++;
 }
 
 /* ---- opening ---- */
 
+static void open_more(struct thread_state *s);
+static void begin_stop(struct thread_state *s);
+
+/* The slot is free again: nothing of its last flow can call back. */
+static void slot_idle(struct bconn *c)
+{
+    struct thread_state *s = c->s;
+    c->is_busy = 0;
+    s->busy--;
+    if (s->is_stopping) {
+        if (s->busy == 0)
+            tlsflow_loop_stop(s->loop);   /* the timers need not run out */
+        return;
+    }
+    open_more(s);
+}
+
+static void on_released(void *arg)
+{
+    slot_idle(arg);
+}
+
 static void on_open(tlsflow *flow, const tlsflow_result *res, void *arg)
 {
     struct bconn *c = arg;
+    struct thread_state *s = c->s;
     struct bench_result *r = &c->t->res;
     tlsflow_info info;
 
-    c->s->opening--;
-    c->pending--;
+    s->opening--;
     if (!flow || res->status != TLSFLOW_OK) {
         r->connect_errors++;
         note_error(r, "connect", res->error);
         if (flow)
-            tlsflow_free(flow);
+            tlsflow_free(flow);   /* never ours: nothing of it calls back */
+        /* a server that refuses everything: give up rather than spin */
+        if (r->handshakes == 0 && r->connect_errors > 1000 + 10ull * c->t->nconns)
+            begin_stop(s);
+        slot_idle(c);
         return;
     }
-    if (atomic_load_explicit(&c->t->stop, memory_order_relaxed)) {
+    if (s->is_stopping || tlsflow_on_release(flow, on_released, c) < 0) {
         tlsflow_free(flow);
+        slot_idle(c);
         return;
     }
     c->flow = flow;
@@ -351,7 +387,7 @@ static void on_open(tlsflow *flow, const tlsflow_result *res, void *arg)
         next_request(c);
 }
 
-static void open_conn(struct thread_state *s, struct bconn *c)
+static int open_conn(struct thread_state *s, struct bconn *c)
 {
     const struct bench_opts *o = c->t->o;
     int ret = tlsflow_connect(s->loop, o->cfg, o->host, o->port, on_open, c);
@@ -360,10 +396,76 @@ static void open_conn(struct thread_state *s, struct bconn *c)
         if (!c->t->res.first_error[0])
             snprintf(c->t->res.first_error, sizeof(c->t->res.first_error),
                      "tlsflow_connect: %s", strerror(-ret));
+        return -1;
+    }
+    c->is_busy = 1;
+    s->busy++;
+    s->opening++;
+    return 0;
+}
+
+static void on_retry(tlsflow_timer *tm, void *arg)
+{
+    (void)tm;
+    open_more(arg);
+}
+
+/* Opens free slots, round robin, while fewer than MAX_OPENING connect. */
+static void open_more(struct thread_state *s)
+{
+    unsigned n = s->t->nconns;
+    for (unsigned k = 0; k < n && s->opening < MAX_OPENING && !s->is_stopping; k++) {
+        struct bconn *c = &s->conns[s->next_slot];
+        if (c->is_busy) {
+            s->next_slot = (s->next_slot + 1) % n;
+            continue;
+        }
+        if (open_conn(s, c) < 0) {   /* try again later rather than spin */
+            if (tlsflow_timer_start(s->retry, RETRY_MS, 0, on_retry, s) < 0)
+                begin_stop(s);
+            return;
+        }
+        s->next_slot = (s->next_slot + 1) % n;
+    }
+}
+
+/* ---- stopping ---- */
+
+static void on_close_grace(tlsflow_timer *tm, void *arg)
+{
+    struct thread_state *s = arg;
+    (void)tm;
+    if (s->is_killed) {   /* connects that never ended: tlsflow_loop_free takes them */
+        tlsflow_loop_stop(s->loop);
         return;
     }
-    c->pending++;
-    s->opening++;
+    s->is_killed = 1;
+    for (unsigned i = 0; i < s->t->nconns; i++)
+        kill(&s->conns[i]);
+    tlsflow_timer_start(s->timer, CLOSE_GRACE_MS, 0, on_close_grace, s);
+}
+
+/* The run is over: close_notify on every flow, a short wait for the peers'
+ * close, then free what is left (on_close_grace). */
+static void begin_stop(struct thread_state *s)
+{
+    if (s->is_stopping)
+        return;
+    s->is_stopping = 1;
+    s->t->stopped_at = tf_now_s();
+    tlsflow_timer_stop(s->retry);
+    for (unsigned i = 0; i < s->t->nconns; i++)
+        if (s->conns[i].flow)
+            start_close(&s->conns[i]);
+    if (s->busy == 0 ||
+        tlsflow_timer_start(s->timer, CLOSE_GRACE_MS, 0, on_close_grace, s) < 0)
+        tlsflow_loop_stop(s->loop);
+}
+
+static void on_run_end(tlsflow_timer *tm, void *arg)
+{
+    (void)tm;
+    begin_stop(arg);
 }
 
 /* ---- the thread ---- */
@@ -405,54 +507,33 @@ static int setup(struct thread_state *s, struct bench_thread *t)
 void tf_bench_run(struct bench_thread *t)
 {
     struct thread_state s = {.t = t};
+    int ret;
 
-    if (setup(&s, t) < 0) {
+    if (setup(&s, t) < 0 || tlsflow_timer_new(s.loop, &s.timer) < 0 ||
+        tlsflow_timer_new(s.loop, &s.retry) < 0) {
         if (!t->res.first_error[0])
             snprintf(t->res.first_error, sizeof(t->res.first_error), "out of memory");
         t->res.errors++;
         goto out;
     }
-    while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
-        for (unsigned i = 0; i < t->nconns && s.opening < MAX_OPENING; i++) {
-            struct bconn *c = &s.conns[i];
-            if (!c->flow && c->pending == 0)
-                open_conn(&s, c);
-        }
-        int ret = tlsflow_loop_run_once(s.loop, 50);
-        if (ret < 0 && ret != -EINTR && ret != -ETIME) {
-            snprintf(t->res.first_error, sizeof(t->res.first_error),
-                     "tlsflow_loop_run_once: %s", strerror(-ret));
-            break;
-        }
-        /* a server that refuses everything: give up rather than spin */
-        if (t->res.handshakes == 0 && t->res.connect_errors > 1000 + 10ull * t->nconns)
-            break;
+    /* the run ends at the same moment for every thread */
+    double left_ms = (t->o->end_at - tf_now_s()) * 1000.0;
+    ret = tlsflow_timer_start(s.timer, left_ms > 1 ? (unsigned)left_ms : 1, 0, on_run_end, &s);
+    if (ret < 0) {
+        snprintf(t->res.first_error, sizeof(t->res.first_error), "tlsflow_timer_start: %s",
+                 strerror(-ret));
+        goto out;
     }
-    /* close_notify on every flow, a short wait for the peers' close, then free
-     * what is left and let the cancellations call back */
-    for (unsigned i = 0; i < t->nconns; i++)
-        if (s.conns[i].flow)
-            start_close(&s.conns[i]);
-    double deadline = tf_now_s() + 1;
-    for (int freed = 0;;) {
-        unsigned busy = 0;
-        for (unsigned i = 0; i < t->nconns; i++)
-            busy += s.conns[i].pending;
-        if (!busy || tf_now_s() > deadline + 1)
-            break;
-        if (!freed && tf_now_s() > deadline) {
-            for (unsigned i = 0; i < t->nconns; i++)
-                kill(&s.conns[i]);
-            freed = 1;
-        }
-        tlsflow_loop_run_once(s.loop, 10);
-        if (freed)
-            for (unsigned i = 0; i < t->nconns; i++)
-                kill(&s.conns[i]);   /* flows a late on_open handed over */
-    }
+    open_more(&s);
+    ret = tlsflow_loop_run(s.loop);
+    if (ret < 0)
+        snprintf(t->res.first_error, sizeof(t->res.first_error), "tlsflow_loop_run: %s",
+                 strerror(-ret));
 out:
+    if (!t->stopped_at)
+        t->stopped_at = tf_now_s();
     if (s.loop)
-        tlsflow_loop_free(s.loop);
+        tlsflow_loop_free(s.loop);   /* frees the timers and what never ended */
     if (s.conns)
         for (unsigned i = 0; i < t->nconns; i++)
             free(s.conns[i].head);

@@ -2,10 +2,12 @@
  * copies stdin to the flow and the flow to stdout (like `openssl s_client
  * -quiet`).  stdin EOF sends close_notify; the peer's close ends the program.
  *
- * One thread: stdin is polled (without blocking) between loop rounds, and the
- * loop waits at most POLL_MS while stdin is the only thing that can make
- * progress.  A write in flight blocks stdin reading, so a fast producer never
- * queues more than one buffer. */
+ * One thread.  While stdin may be read, it waits in poll() on stdin and
+ * tlsflow_loop_fd together: stdin can be a terminal, pipe or file, which the
+ * library has no operation for, so the loop is embedded in our own poll
+ * instead (no timeout, nothing spins).  Otherwise it sits in
+ * tlsflow_loop_run_once(loop, -1).  A write in flight blocks stdin reading,
+ * so a fast producer never queues more than one buffer. */
 #include "common.h"
 
 #include <errno.h>
@@ -21,7 +23,6 @@
 #include <unistd.h>
 
 #define PROG "tlsflow-client"
-#define POLL_MS 10
 
 static const char usage[] =
 "usage: " PROG " [options] HOST[:PORT]\n"
@@ -202,27 +203,41 @@ static int tcp_connect(const char *host, const char *port)
     return fd;
 }
 
-/* Reads stdin when it has data and nothing is in flight; returns 1 when it did
- * something. */
-static int pump_stdin(struct client *c)
+/* Reads stdin (poll said it is readable, or at EOF) into one write. */
+static void pump_stdin(struct client *c)
 {
-    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
     int ret;
-    if (poll(&p, 1, 0) <= 0)
-        return 0;
     ssize_t n = read(STDIN_FILENO, c->buf, sizeof(c->buf));
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return 0;
+        return;
     if (n <= 0) {
         c->stdin_done = 1;
         send_close(c);
-        return 1;
+        return;
     }
     if ((ret = tlsflow_write(c->flow, c->buf, (size_t)n, on_written, c)) < 0)
         fail_errno(c, "tlsflow_write", -ret);
     else
         c->is_writing = 1;
-    return 1;
+}
+
+/* One wait for stdin or the loop, whichever comes first, then the loop's
+ * ready work and stdin's; 0 or -errno. */
+static int wait_both(struct client *c, tlsflow_loop *loop)
+{
+    struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
+                          {.fd = tlsflow_loop_fd(loop), .events = POLLIN}};
+    if (poll(p, 2, -1) < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (p[1].revents) {
+        int r = tlsflow_loop_run_once(loop, 0);
+        if (r < 0 && r != -EINTR && r != -ETIME)
+            return r;
+    }
+    /* the loop's callbacks may have ended the copy or started a write */
+    if (p[0].revents && !c->failed && !c->stdin_done && !c->close_sent && !c->is_writing)
+        pump_stdin(c);
+    return 0;
 }
 
 enum { OPT_CA = 256, OPT_INSECURE, OPT_SNI, OPT_ALPN, OPT_PRIO, OPT_KTLS, OPT_HELP, OPT_VERSION };
@@ -303,13 +318,10 @@ int main(int argc, char **argv)
     /* Copy until both sides are closed (or something failed). */
     while (!c->failed && !(c->close_done && !c->is_reading)) {
         int want_stdin = !c->stdin_done && !c->close_sent && !c->is_writing;
-        if (want_stdin && pump_stdin(c))
-            want_stdin = 0;
-        if (c->failed)
-            break;
-        if ((r = tlsflow_loop_run_once(loop, want_stdin ? POLL_MS : -1)) < 0 &&
-            r != -EINTR && r != -ETIME) {
-            fprintf(stderr, PROG ": tlsflow_loop_run_once: %s\n", strerror(-r));
+        r = want_stdin ? wait_both(c, loop) : tlsflow_loop_run_once(loop, -1);
+        if (r < 0 && r != -EINTR && r != -ETIME) {
+            fprintf(stderr, PROG ": %s: %s\n", want_stdin ? "poll" : "tlsflow_loop_run_once",
+                    strerror(-r));
             c->failed = 1;
         }
     }

@@ -3,9 +3,11 @@
  * One tlsflow_loop per worker thread, each with its own listener on the same
  * port (the library sets SO_REUSEPORT, so the kernel spreads connections).  The
  * main thread only waits for SIGINT/SIGTERM (blocked everywhere, taken with
- * sigtimedwait) and prints the statistics line; workers poll the stop flag
- * between rounds of tlsflow_loop_run_once.  Request, idle and send timeouts
- * are one tlsflow timer per connection (serve_conn.c), not a sweep. */
+ * sigtimedwait) and prints the statistics line; it stops a worker with a
+ * tlsflow_loop_post, and the worker, whose thread sits in tlsflow_loop_run,
+ * tells it when it is done with SIGUSR1.  Request, idle and send timeouts are
+ * one tlsflow timer per connection (serve_conn.c), not a sweep; the shutdown
+ * grace period is one more. */
 #include "common.h"
 #include "serve.h"
 
@@ -22,7 +24,7 @@
 #include <unistd.h>
 
 #define PROG "tlsflow-serve"
-#define ROUND_MS 100        /* how often a worker looks at the stop flag */
+#define SIG_DONE SIGUSR1    /* a worker to the main thread: I have finished */
 
 static const char usage[] =
 "usage: " PROG " (--cert FILE --key FILE | --self-signed) (--echo | --root DIR) [options]\n"
@@ -67,11 +69,16 @@ struct worker_slot {
     int ready;             /* 1 listening, -1 failed */
     int bound_port;
     atomic_int done;       /* the worker has finished */
+    /* The main thread posts to w.loop only under lock while is_running:
+     * the worker clears it under lock before freeing the loop. */
+    pthread_mutex_t lock;
+    int is_running;
 };
 
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t  start_cond = PTHREAD_COND_INITIALIZER;
 static unsigned grace_s = 5;
+static pthread_t main_thread;
 
 static void set_ready(struct worker_slot *s, int ready)
 {
@@ -104,34 +111,81 @@ static void *worker_main(void *arg)
         return NULL;
     }
     s->bound_port = tlsflow_listener_port(lst);
+    w->listener = lst;
+    ret = tlsflow_timer_new(w->loop, &w->grace);
+    if (ret < 0) {
+        fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->index, strerror(-ret));
+        tlsflow_loop_free(w->loop);
+        w->loop = NULL;
+        set_ready(s, -1);
+        return NULL;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->is_running = 1;
+    pthread_mutex_unlock(&s->lock);
     set_ready(s, 1);
 
-    /* Timeouts are per-connection timers (serve_conn.c); the round only
-     * bounds how late the stop flag is seen. */
-    while (!atomic_load(&tf_serve_stop)) {
-        ret = tlsflow_loop_run_once(w->loop, ROUND_MS);
-        if (ret < 0 && ret != -EINTR && ret != -ETIME) {
-            fprintf(stderr, PROG ": thread %d: tlsflow_loop_run_once: %s\n", s->index, strerror(-ret));
-            break;
-        }
-    }
+    /* Until the stop post has run and every connection is released, or the
+     * grace is over (on_stop); the listener keeps it going till then. */
+    ret = tlsflow_loop_run(w->loop);
+    if (ret < 0)
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_run: %s\n", s->index, strerror(-ret));
 
-    /* Shutdown: no new connections, close_notify everywhere, wait a while for
-     * the peers' close, then drop what is left. */
-    tlsflow_listener_close(lst);
-    double deadline = tf_now_s() + grace_s;
-    while (tf_serve_close_all(w) > 0 && tf_now_s() < deadline &&
-           atomic_load(&tf_serve_stop) < 2)
-        tlsflow_loop_run_once(w->loop, ROUND_MS);
-    tf_serve_kill_all(w);
-    for (int i = 0; i < 10 && w->conns; i++)   /* let cancellations call back */
-        tlsflow_loop_run_once(w->loop, 10);
+    pthread_mutex_lock(&s->lock);
+    s->is_running = 0;   /* no post from here on */
+    pthread_mutex_unlock(&s->lock);
+    if (w->listener)
+        tlsflow_listener_close(w->listener);
+    tf_serve_kill_all(w);   /* what the grace left, or after an error */
     tlsflow_loop_get_stats(w->loop, &w->loop_stats);
-    tlsflow_loop_free(w->loop);
+    tlsflow_loop_free(w->loop);   /* frees the grace timer too */
     w->loop = NULL;
     tf_serve_release_all(w);
     atomic_store(&s->done, 1);
+    pthread_kill(main_thread, SIG_DONE);
     return NULL;
+}
+
+static void on_grace_over(tlsflow_timer *t, void *arg)
+{
+    struct worker *w = arg;
+    (void)t;
+    tlsflow_loop_stop(w->loop);   /* the peers had their time; the worker drops the rest */
+}
+
+/* Posted by the main thread (tf_serve_stop set first): 1 stops accepting and
+ * starts close_notify everywhere, with grace_s for the peers to answer; 2
+ * drops every connection.  tlsflow_loop_run returns once the last connection
+ * is released (serve_conn.c) or the grace is over, whichever comes first:
+ * handshakes still under way are not waited for. */
+static void on_stop(void *arg)
+{
+    struct worker *w = arg;
+    if (!w->is_stopping) {
+        w->is_stopping = 1;
+        tlsflow_listener_close(w->listener);
+        w->listener = NULL;
+        size_t open = tf_serve_close_all(w);
+        if (!w->conns)
+            tlsflow_loop_stop(w->loop);   /* else the last on_released does */
+        else if (open && tlsflow_timer_start(w->grace, grace_s * 1000u, 0, on_grace_over, w) < 0)
+            tlsflow_loop_stop(w->loop);   /* no timer, no grace */
+    }
+    if (atomic_load(&tf_serve_stop) >= 2)
+        tlsflow_loop_stop(w->loop);   /* the worker drops every connection */
+}
+
+/* Posts the stop to every worker still running its loop. */
+static void stop_workers(struct worker_slot *slots, unsigned n, int level)
+{
+    atomic_store(&tf_serve_stop, level);
+    for (unsigned i = 0; i < n; i++) {
+        struct worker_slot *s = &slots[i];
+        pthread_mutex_lock(&s->lock);
+        if (s->is_running && tlsflow_loop_post(s->w.loop, on_stop, &s->w) < 0)
+            tlsflow_loop_stop(s->w.loop);   /* no memory for the post: drop everything */
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 static int wait_ready(struct worker_slot *s)
@@ -300,12 +354,16 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIG_DONE);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    main_thread = pthread_self();
     signal(SIGPIPE, SIG_IGN);
 
     slots = calloc(threads, sizeof(*slots));
     if (!slots)
         goto out;
+    for (unsigned i = 0; i < threads; i++)
+        pthread_mutex_init(&slots[i].lock, NULL);
     for (unsigned i = 0; i < threads; i++) {
         struct worker_slot *s = &slots[i];
         s->index = (int)i;
@@ -316,12 +374,12 @@ int main(int argc, char **argv)
         snprintf(s->port, sizeof(s->port), "%s", i == 0 ? port : slots[0].port);
         if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
             fprintf(stderr, PROG ": pthread_create failed\n");
-            atomic_store(&tf_serve_stop, 2);
+            stop_workers(slots, started, 2);
             break;
         }
         started++;
         if (wait_ready(s) < 0) {
-            atomic_store(&tf_serve_stop, 2);
+            stop_workers(slots, started, 2);
             break;
         }
         if (i == 0)
@@ -336,15 +394,20 @@ int main(int argc, char **argv)
     double start = tf_now_s(), next_stats = start + (double)stats_interval;
     int signals = 0;
     for (;;) {
-        double now = tf_now_s();
-        double wait = stats_interval && !signals ? next_stats - now : 0.2;
-        if (wait < 0)
-            wait = 0;
-        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-        int sig = sigtimedwait(&sigs, NULL, &ts);
-        if (sig > 0) {
+        /* statistics due, a signal, or a worker's SIG_DONE: nothing polls */
+        int sig;
+        if (stats_interval && !signals) {
+            double wait = next_stats - tf_now_s();
+            if (wait < 0)
+                wait = 0;
+            struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+            sig = sigtimedwait(&sigs, NULL, &ts);
+        } else {
+            sig = sigwaitinfo(&sigs, NULL);
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
             signals++;
-            atomic_store(&tf_serve_stop, signals > 1 ? 2 : 1);
+            stop_workers(slots, started, signals > 1 ? 2 : 1);
         }
         if (signals) {
             unsigned done = 0;
@@ -383,6 +446,9 @@ int main(int argc, char **argv)
 join:
     for (unsigned i = 0; i < started; i++)
         pthread_join(slots[i].thread, NULL);
+    if (slots)
+        for (unsigned i = 0; i < threads; i++)
+            pthread_mutex_destroy(&slots[i].lock);
 out:
     free(slots);
     if (cfg)

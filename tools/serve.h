@@ -32,11 +32,15 @@ struct worker {
     const struct serve_opts *opts;
     tlsflow_loop *loop;
     struct conn  *conns;         /* every conn not yet released */
+    tlsflow_listener *listener;  /* until the stop post closes it */
+    tlsflow_timer *grace;        /* shutdown: how long peers may take to close */
+    int           is_stopping;   /* the stop post has run */
     struct serve_stats stats;
     tlsflow_loop_stats loop_stats;   /* the loop's counters, taken before it is freed */
 };
 
-/* Set by the main thread: 1 = stop accepting and close, 2 = drop everything. */
+/* Set by the main thread before it posts the stop to each worker's loop:
+ * 1 = stop accepting and close, 2 = drop everything. */
 extern atomic_int tf_serve_stop;
 
 /* The listener's on_flow callback; arg is the worker. */

@@ -1,10 +1,11 @@
 /* One tlsflow-serve connection: echo, or HTTP/1.1 static files.
  *
- * Lifetime: a conn counts its operations in flight.  Once its flow is freed
- * (tlsflow_free completes those with TLSFLOW_E_CANCELED), the conn's memory
- * goes when the last of them has called back, so no callback ever sees freed
- * memory.  At most one read is pending; a response's writes are submitted
- * together (the library completes writes in order).
+ * Lifetime: a conn registers tlsflow_on_release once, at accept, and its
+ * memory goes in that callback, which the library runs after the freed flow's
+ * last completion (cancelled ones included), so no callback ever sees freed
+ * memory.  A completion that arrives after conn_kill only returns.  At most
+ * one read is pending; a response's writes are submitted together (the
+ * library completes writes in order).
  *
  * Reading and writing take turns, so a peer that never reads costs this file a
  * bounded amount: no read is pending while a response (HTTP) or the echo of
@@ -43,7 +44,6 @@ struct conn {
     struct worker *w;
     tlsflow       *flow;
     struct conn   *prev, *next;
-    unsigned       pending;      /* operations in flight */
     int            is_freed;     /* tlsflow_free called */
     int            is_closing;   /* tlsflow_close submitted */
     int            is_reading;
@@ -91,7 +91,7 @@ static void conn_release(struct conn *c)
     free(c);
 }
 
-/* Frees the flow; the conn's memory stays until op_end sees no operation left. */
+/* Frees the flow; the conn's memory stays until on_released. */
 static void conn_kill(struct conn *c)
 {
     if (c->is_freed)
@@ -108,41 +108,32 @@ static void conn_kill(struct conn *c)
     c->flow = NULL;
 }
 
-/* Every callback is op_begin, a body, op_end: the operation's count holds the
- * conn through the body, whatever the body frees. */
-static int op_begin(struct conn *c)
+/* tlsflow_on_release: the freed flow's last callback has run. */
+static void on_released(void *arg)
 {
-    if (!c->is_freed)
-        return 0;
-    if (--c->pending == 0)
-        conn_release(c);
-    return 1;
+    struct conn *c = arg;
+    struct worker *w = c->w;
+    conn_release(c);
+    if (!w->conns && w->is_stopping)   /* nothing left to wait for: handshakes */
+        tlsflow_loop_stop(w->loop);     /* still under way are dropped */
 }
 
-static void op_end(struct conn *c)
-{
-    if (--c->pending == 0 && c->is_freed)
-        conn_release(c);
-}
-
-#define CALLBACK(name, body)                                                  \
-    static void name(tlsflow *flow, const tlsflow_result *res, void *arg)    \
-    {                                                                         \
-        struct conn *c = arg;                                                 \
-        (void)flow;                                                           \
-        if (op_begin(c))                                                      \
-            return;                                                           \
-        body(c, res);                                                         \
-        arm(c);                                                               \
-        op_end(c);                                                            \
-    }
-
+/* Each tlsflow callback is a body and arm(): a completion of a flow already
+ * freed (cancelled) only returns, since the conn stays until on_released. */
 static void close_done(struct conn *c, const tlsflow_result *res)
 {
     (void)res;
     conn_kill(c);   /* the peer has closed too (or the close failed) */
 }
-CALLBACK(on_close, close_done)
+static void on_close(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct conn *c = arg;
+    (void)flow;
+    if (c->is_freed)
+        return;
+    close_done(c, res);
+    arm(c);
+}
 
 static void start_read(struct conn *c)
 {
@@ -153,7 +144,6 @@ static void start_read(struct conn *c)
         return;
     }
     c->is_reading = 1;
-    c->pending++;
 }
 
 /* close_notify, then keep reading until the peer's close arrives. */
@@ -167,7 +157,6 @@ static void start_close(struct conn *c)
         conn_kill(c);
         return;
     }
-    c->pending++;
     start_read(c);
 }
 
@@ -211,7 +200,15 @@ static void echo_written(struct conn *c, const tlsflow_result *res)
     else
         start_read(c);
 }
-CALLBACK(on_echo_written, echo_written)
+static void on_echo_written(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct conn *c = arg;
+    (void)flow;
+    if (c->is_freed)
+        return;
+    echo_written(c, res);
+    arm(c);
+}
 
 static void echo_data(struct conn *c, const void *data, size_t len)
 {
@@ -221,7 +218,6 @@ static void echo_data(struct conn *c, const void *data, size_t len)
         conn_kill(c);
         return;
     }
-    c->pending++;
     begin_write(c);
 }
 
@@ -259,7 +255,15 @@ static void read_done(struct conn *c, const tlsflow_result *res)
     }
     http_next(c);
 }
-CALLBACK(on_read, read_done)
+static void on_read(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct conn *c = arg;
+    (void)flow;
+    if (c->is_freed)
+        return;
+    read_done(c, res);
+    arm(c);
+}
 
 /* ---- HTTP ---- */
 
@@ -287,7 +291,15 @@ static void http_written(struct conn *c, const tlsflow_result *res)
     if (c->busy == 0)
         response_done(c);
 }
-CALLBACK(on_http_written, http_written)
+static void on_http_written(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct conn *c = arg;
+    (void)flow;
+    if (c->is_freed)
+        return;
+    http_written(c, res);
+    arm(c);
+}
 
 /* Files go out in chunks so that each completion is progress the send and
  * idle clocks can see (one sendfile completes only when all of it is out). */
@@ -296,7 +308,6 @@ static int send_chunk(struct conn *c)
     size_t n = c->file_left < SEND_CHUNK ? c->file_left : SEND_CHUNK;
     if (tlsflow_sendfile(c->flow, c->file_fd, c->file_off, n, on_file_sent, c) < 0)
         return -1;
-    c->pending++;
     begin_write(c);
     return 0;
 }
@@ -320,13 +331,20 @@ static void file_sent(struct conn *c, const tlsflow_result *res)
     if (c->busy == 0)
         response_done(c);
 }
-CALLBACK(on_file_sent, file_sent)
+static void on_file_sent(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct conn *c = arg;
+    (void)flow;
+    if (c->is_freed)
+        return;
+    file_sent(c, res);
+    arm(c);
+}
 
 static int send_head(struct conn *c, size_t len)
 {
     if (tlsflow_write(c->flow, c->head, len, on_http_written, c) < 0)
         return -1;
-    c->pending++;
     begin_write(c);
     return 0;
 }
@@ -578,7 +596,6 @@ static void on_timer(tlsflow_timer *t, void *arg)
     struct conn *c = arg;
     (void)t;
     c->timer_at = 0;
-    c->pending++;   /* held through the body, like a callback */
     double d = deadline(c);
     if (d && d <= tf_now_s() + 0.001) {
         if (c->is_closing) {
@@ -591,7 +608,6 @@ static void on_timer(tlsflow_timer *t, void *arg)
         }
     }
     arm(c);
-    op_end(c);
 }
 
 /* Makes the timer fire no later than the connection's deadline. */
@@ -632,16 +648,18 @@ void tf_serve_accept(tlsflow *flow, const tlsflow_result *res, void *arg)
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
-    if (!c || tlsflow_timer_new(w->loop, &c->timer) < 0) {
+    if (!c || tlsflow_timer_new(w->loop, &c->timer) < 0 ||
+        tlsflow_on_release(flow, on_released, c) < 0) {
+        if (c)
+            tlsflow_timer_free(c->timer);
         free(c);
-        tlsflow_free(flow);
+        tlsflow_free(flow);   /* nothing submitted yet: no callback to wait for */
         return;
     }
     c->w = w;
     c->flow = flow;
     c->file_fd = -1;
     c->since = tf_now_s();
-    c->pending = 1;   /* held through this function */
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -661,24 +679,21 @@ void tf_serve_accept(tlsflow *flow, const tlsflow_result *res, void *arg)
     else
         start_read(c);
     arm(c);
-    op_end(c);
 }
 
 size_t tf_serve_close_all(struct worker *w)
 {
     size_t open = 0;
-    for (struct conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
+    /* conn_kill only frees the flow: c and its links stay until on_released,
+     * which runs from the loop, never from inside these calls */
+    for (struct conn *c = w->conns; c; c = c->next) {
         if (c->is_freed)
             continue;
-        c->pending++;   /* keep c (and so next's link) valid across the call */
         if (!c->busy) {
             start_close(c);
             arm(c);
         }
         open += !c->is_freed;
-        next = c->next;
-        op_end(c);
     }
     return open;
 }
@@ -693,18 +708,12 @@ size_t tf_serve_open_count(const struct worker *w)
 
 void tf_serve_kill_all(struct worker *w)
 {
-    for (struct conn *c = w->conns, *next; c; c = next) {
-        c->pending++;
+    for (struct conn *c = w->conns; c; c = c->next)
         conn_kill(c);
-        next = c->next;
-        op_end(c);
-    }
 }
 
 void tf_serve_release_all(struct worker *w)
 {
-    while (w->conns) {
-        w->conns->pending = 0;
+    while (w->conns)
         conn_release(w->conns);
-    }
 }
