@@ -192,7 +192,7 @@ TLSFLOW_PUBLIC int tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    if (!is_address_literal(host)) {
+    if (!is_address_literal(host) && !tf_under_valgrind()) {
         ret = tf_resolve_start(loop, host, port, &hints, resolved, c, &c->lookup);
         if (ret) {
             connector_free(c);
@@ -201,7 +201,8 @@ TLSFLOW_PUBLIC int tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg
         tf_ring_track(loop, &c->link);
         return 0;
     }
-    hints.ai_flags |= AI_NUMERICHOST;
+    if (is_address_literal(host))
+        hints.ai_flags |= AI_NUMERICHOST;
     tf_ring_track(loop, &c->link);
     gai = getaddrinfo(host, port, &hints, &res);
     resolved(c, res, gai, gai == EAI_SYSTEM ? errno : 0);

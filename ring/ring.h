@@ -415,11 +415,16 @@ static inline tlsflow_error tf_err(tlsflow_errcode code, int detail)
 }
 
 /* Bytes the kernel wrote through io_uring are invisible to valgrind. */
+/* Under valgrind (which runs one thread at a time and does not hand over
+ * while the loop waits in io_uring_enter) names are resolved on the loop's
+ * thread: a resolver thread would not run until the loop's wait ends. */
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
 #define tf_mark_defined(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#define tf_under_valgrind() (RUNNING_ON_VALGRIND != 0)
 #else
 #define tf_mark_defined(p, n) ((void)0)
+#define tf_under_valgrind() false
 #endif
 
 /* TLSFLOW_TRACE=1 in the environment: one line per event on stderr, for
