@@ -3,6 +3,7 @@
  * once with a clear status, nothing crashes, nothing leaks (descriptors here,
  * memory under ASan/valgrind). */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -103,6 +104,13 @@ static bool is_reset_error(tlsflow_error e)
            (e.code == TLSFLOW_E_SYSTEM && (e.detail == ECONNRESET || e.detail == EPIPE));
 }
 
+static bool listener_ready(int lfd)
+{
+    struct pollfd p = { lfd, POLLIN, 0 };
+
+    return poll(&p, 1, 0) == 1;
+}
+
 /* One run: our flow is the server (listener) or the client (connect). */
 static void run(bool dut_server, bool mid_write, tf_gnutls_script *script)
 {
@@ -130,7 +138,9 @@ static void run(bool dut_server, bool mid_write, tf_gnutls_script *script)
         assert_true(lfd >= 0);
         snprintf(portstr, sizeof(portstr), "%d", port);
         assert_int_equal(tlsflow_connect(loop, cfg, "localhost", portstr, on_open, NULL), 0);
-        tf_run_for(loop, 20);
+        /* The name is resolved off the loop's thread: the loop runs until the
+         * connection is there to accept. */
+        TF_RUN_UNTIL(loop, listener_ready(lfd), 10000);
         fd = accept(lfd, NULL, NULL);
         close(lfd);
         assert_true(fd >= 0);
