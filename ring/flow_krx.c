@@ -97,13 +97,9 @@ void tf_flow_krx_error(tlsflow *f, int res)
         tf_flow_rx_fail(f, tf_err(TLSFLOW_E_BAD_RECORD, 0), GNUTLS_A_DECODE_ERROR);
         break;
     case -EKEYEXPIRED:   /* 6.14+ paused after a KeyUpdate: the new key is in, receive again */
-    case -ENOBUFS:       /* the shared ring ran dry: receive again */
-    case -EINTR:
-    case -EAGAIN:
-    case -ECANCELED:
         break;
     default:
-        f->rx_errno = -res;
+        tf_flow_recv_error(f, res);
         break;
     }
 }

@@ -109,8 +109,9 @@ void tf_flow_take_in(tlsflow *f, const uint8_t *src, size_t len)
     f->in.len += len;
 }
 
-/* A failed receive on the userspace path. */
-static void user_recv_error(tlsflow *f, int res)
+/* A failed receive, as the transport sees it (both paths; the kernel's own
+ * record errors are sorted first by tf_flow_krx_error). */
+void tf_flow_recv_error(tlsflow *f, int res)
 {
     switch (res) {
     case -ENOBUFS:       /* the shared ring ran dry for a moment: receive again */
@@ -170,7 +171,7 @@ static void recv_done(tlsflow *f, int res, unsigned flags)
     } else if (kernel) {
         tf_flow_krx_error(f, res);
     } else {
-        user_recv_error(f, res);
+        tf_flow_recv_error(f, res);
     }
     if (flags & IORING_CQE_F_BUFFER)
         tf_ring_buf_recycle(f->loop, bid);

@@ -650,6 +650,19 @@ static void free_write_pool(tlsflow_loop *loop)
     loop->nfree_writes = 0;
 }
 
+/* What the loop keeps that the kernel never touches: spare buffers and
+ * write requests, timers, posts not run.  Freed whether the loop ends or is
+ * abandoned. */
+static void free_spares(tlsflow_loop *loop)
+{
+    tf_pool_drain(&loop->in_pool);
+    tf_pool_drain(&loop->tx_pool);
+    tf_pool_drain(&loop->file_pool);
+    free_write_pool(loop);
+    tf_timers_free(loop);
+    tf_post_free(loop);
+}
+
 /* Loops left to requests the kernel did not end: still reachable from here,
  * for a debugger, and so that leak checkers do not call them lost. */
 static tlsflow_loop *abandoned[16];
@@ -672,12 +685,7 @@ static void abandon(tlsflow_loop *loop)
     free(loop->stash);
     loop->stash = NULL;
     loop->nstash = loop->capstash = 0;
-    tf_pool_drain(&loop->in_pool);
-    tf_pool_drain(&loop->tx_pool);
-    tf_pool_drain(&loop->file_pool);
-    free_write_pool(loop);
-    tf_timers_free(loop);
-    tf_post_free(loop);
+    free_spares(loop);
     pthread_mutex_lock(&abandoned_lock);
     for (size_t i = 0; i < sizeof(abandoned) / sizeof(abandoned[0]); i++) {
         if (!abandoned[i]) {
@@ -726,11 +734,6 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
     if (loop->br)
         munmap(loop->br, TF_BR_ENTRIES * sizeof(struct io_uring_buf));
     free(loop->br_bufs);
-    tf_pool_drain(&loop->in_pool);
-    tf_pool_drain(&loop->tx_pool);
-    tf_pool_drain(&loop->file_pool);
-    free_write_pool(loop);
-    tf_timers_free(loop);
-    tf_post_free(loop);
+    free_spares(loop);
     free(loop);
 }

@@ -85,24 +85,13 @@ void tf_ring_kick(tlsflow_loop *loop)
 TLSFLOW_PUBLIC int tlsflow_loop_post(tlsflow_loop *loop, tlsflow_task_fn *fn, void *arg)
 {
     tf_post *p;
-    bool was_empty;
 
     if (!loop || !fn)
         return -EINVAL;
-    p = malloc(sizeof(*p));
+    p = tf_post_new(fn, arg);
     if (!p)
         return -ENOMEM;
-    p->next = NULL;
-    p->fn = fn;
-    p->arg = arg;
-    pthread_mutex_lock(&loop->post_lock);
-    was_empty = !loop->post_head;
-    *loop->post_tail = p;
-    loop->post_tail = &p->next;
-    atomic_store_explicit(&loop->has_posts, true, memory_order_release);
-    pthread_mutex_unlock(&loop->post_lock);
-    if (was_empty)
-        tf_ring_wake(loop);
+    tf_post_queue(loop, p);
     return 0;
 }
 

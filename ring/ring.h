@@ -364,6 +364,7 @@ void tf_flow_complete_read(tlsflow *f, tlsflow_status st, const void *data, size
 void tf_flow_end_of_stream(tlsflow *f, tlsflow_error err);
 void tf_flow_rx_fail(tlsflow *f, tlsflow_error err, int alert);
 void tf_flow_take_in(tlsflow *f, const uint8_t *src, size_t len);
+void tf_flow_recv_error(tlsflow *f, int res);   /* transient ones ignored, else rx_errno */
 /* After GnuTLS read a record in userspace while the kernel holds the send
  * key: what GnuTLS owes the peer (a KeyUpdate, a no_renegotiation warning)
  * goes out through the kernel. */
