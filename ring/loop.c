@@ -389,51 +389,6 @@ void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid)
     io_uring_buf_ring_advance(loop->br, 1);
 }
 
-int tf_pool_acquire(tf_pool *pool, tf_buf *b)
-{
-    if (b->data)
-        return 0;
-    b->data = pool->n ? pool->items[--pool->n] : malloc(pool->cap);
-    if (!b->data)
-        return -ENOMEM;
-    b->cap = pool->cap;
-    b->off = b->len = 0;
-    return 0;
-}
-
-/* Beyond the first few, a pooled buffer keeps its address but not its
- * pages: flows that stall (a peer that stops reading) must not leave their
- * buffers resident in the pool.  The page-aligned inside of a malloc'ed
- * block holds no allocator metadata; the pages come back zeroed. */
-static void pool_cool(tf_pool *pool, uint8_t *p)
-{
-    uintptr_t page = 4096, start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)p + pool->cap) & ~(page - 1);
-
-    if (end > start)
-        (void)madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
-void tf_pool_release(tf_pool *pool, tf_buf *b)
-{
-    if (!b->data || b->len)
-        return;
-    if (b->cap == pool->cap && pool->n < TF_POOL_MAX) {
-        if (pool->n >= TF_POOL_WARM)
-            pool_cool(pool, b->data);
-        pool->items[pool->n++] = b->data;
-    } else {
-        free(b->data);
-    }
-    memset(b, 0, sizeof(*b));
-}
-
-void tf_pool_drain(tf_pool *pool)
-{
-    while (pool->n)
-        free(pool->items[--pool->n]);
-}
-
 /* The stash as it is now.  What handlers stash meanwhile (an operation they
  * submit again that the ring refuses again) waits for the next run, so that
  * a run always ends and the application gets control back. */
@@ -450,11 +405,83 @@ static unsigned dispatch_stash(tlsflow_loop *loop)
     return (unsigned)n;
 }
 
+static long long coarse_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool pools_warm_excess(const tlsflow_loop *loop)
+{
+    return tf_pool_warm_excess(&loop->in_pool) || tf_pool_warm_excess(&loop->tx_pool) ||
+           tf_pool_warm_excess(&loop->file_pool);
+}
+
+/* Once a trim period: what the pools kept unused all that time cools. */
+static void trim_pools(tlsflow_loop *loop)
+{
+    long long now = coarse_ms();
+
+    if (now < loop->trim_at_ms)
+        return;
+    loop->trim_at_ms = now + TF_POOL_TRIM_MS;
+    tf_pool_trim(&loop->in_pool);
+    tf_pool_trim(&loop->tx_pool);
+    tf_pool_trim(&loop->file_pool);
+}
+
+static int enter(tlsflow_loop *loop, int timeout_ms)
+{
+    struct __kernel_timespec ts, *tsp = NULL;
+    struct io_uring_cqe *cqe;
+    unsigned pending = io_uring_sq_ready(&loop->ring);
+    int ret;
+
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        tsp = &ts;
+    }
+    ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, tsp, NULL);
+    loop->enters++;
+    loop->submissions += pending;
+    return ret;
+}
+
+/* Submits and waits up to timeout_ms (-1: for ever) for a completion.  A
+ * loop about to sleep with warm buffers to spare wakes once to trim them,
+ * then sleeps on. */
+static int wait_cqe(tlsflow_loop *loop, int timeout_ms)
+{
+    int ret;
+
+    if (timeout_ms != 0 && pools_warm_excess(loop)) {
+        long long start = coarse_ms();
+        int step = timeout_ms < 0 || timeout_ms > TF_POOL_TRIM_MS ? TF_POOL_TRIM_MS : timeout_ms;
+
+        ret = enter(loop, step);
+        if (ret != -ETIME || step == timeout_ms)
+            goto out;
+        loop->trim_at_ms = 0;
+        trim_pools(loop);
+        if (timeout_ms > 0) {
+            timeout_ms -= (int)(coarse_ms() - start);
+            if (timeout_ms < 0)
+                timeout_ms = 0;
+        }
+    }
+    ret = enter(loop, timeout_ms);
+out:
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+        return ret;
+    return 0;
+}
+
 static int run_once(tlsflow_loop *loop, int timeout_ms)
 {
     struct io_uring_cqe *cqes[64];
-    struct __kernel_timespec ts, *tsp = NULL;
-    struct io_uring_cqe *cqe;
     unsigned handled, n;
     int ret;
 
@@ -462,19 +489,11 @@ static int run_once(tlsflow_loop *loop, int timeout_ms)
     handled += tf_post_run(loop);
     handled += run_tasks(loop);
     tf_timers_sync(loop);
-    if (timeout_ms >= 0 || handled) {
+    if (loop->nstash == 0) {
         if (handled)
             timeout_ms = 0;
-        ts.tv_sec = timeout_ms / 1000;
-        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
-        tsp = &ts;
-    }
-    if (loop->nstash == 0) {
-        unsigned pending = io_uring_sq_ready(&loop->ring);
-        ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, tsp, NULL);
-        loop->enters++;
-        loop->submissions += pending;
-        if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+        ret = wait_cqe(loop, timeout_ms);
+        if (ret < 0)
             return ret;
     }
     handled += dispatch_stash(loop);
@@ -494,6 +513,7 @@ static int run_once(tlsflow_loop *loop, int timeout_ms)
     handled += tf_post_run(loop);
     handled += run_tasks(loop);
     tf_timers_sync(loop);
+    trim_pools(loop);
     /* Whatever the callbacks asked for goes to the kernel now (or, refused,
      * at the next run). */
     if (io_uring_sq_ready(&loop->ring))

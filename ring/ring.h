@@ -23,12 +23,16 @@
 #define TF_LINGER_MS 2000         /* how long a failed flow may take to tell the peer */
 #define TF_POOL_MAX 64
 #define TF_POOL_WARM 8            /* pooled buffers that keep their pages */
+#define TF_POOL_TRIM_MS 1000      /* unused this long, a pooled buffer's pages go back */
 
-/* Buffers of one size kept for reuse: a busy flow neither allocates nor
- * faults pages in per operation, an idle one holds none. */
+/* Buffers of one size kept for reuse (pool.c): a busy flow neither allocates
+ * nor faults pages in per operation, an idle one holds none.  A stack:
+ * items[0 .. n); `low` is the fewest it held since the last trim; cold[i]:
+ * items[i]'s pages were given back (a release makes its slot warm again). */
 typedef struct {
     uint8_t *items[TF_POOL_MAX];
-    size_t   n, cap;
+    bool     cold[TF_POOL_MAX];
+    size_t   n, low, cap;
 } tf_pool;
 
 #include "include/tlsflow.h"
@@ -93,6 +97,7 @@ struct tlsflow_loop {
     tf_pool  in_pool;             /* spare receive buffers */
     tf_pool  tx_pool;             /* spare send buffers */
     tf_pool  file_pool;           /* spare file-read buffers (sendfile in userspace) */
+    long long trim_at_ms;         /* the pools' next trim (CLOCK_MONOTONIC_COARSE) */
     unsigned inflight;            /* our requests the kernel has not finished */
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
@@ -128,6 +133,8 @@ const uint8_t *tf_ring_buf(tlsflow_loop *loop, unsigned bid);
 void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid);
 int  tf_pool_acquire(tf_pool *pool, tf_buf *b);   /* memory for a buffer that has none */
 void tf_pool_release(tf_pool *pool, tf_buf *b);   /* an empty b gives its memory back */
+void tf_pool_trim(tf_pool *pool);    /* what sat unused since the last trim cools */
+bool tf_pool_warm_excess(const tf_pool *pool);   /* a trim has pages to give back */
 void tf_pool_drain(tf_pool *pool);
 
 /* timer.c */
@@ -297,6 +304,9 @@ struct tlsflow {
     tf_buf             sending;
     tf_fop             send_op;
     bool               tx_congested;/* the last send was short: encrypt no batch ahead */
+    size_t             tx_corked;   /* plaintext in GnuTLS's cork, not yet records: 0 when
+                                       no write is being joined; > 0 across a file read
+                                       only while the file's rest fits the same record */
     uint64_t           tx_sent;     /* stream position: bytes handed to the kernel */
     tf_write          *wq, **wq_tail;
     tf_write          *wq_next;     /* first write not yet taken */
@@ -392,7 +402,8 @@ bool tf_flow_ktx_alert(tlsflow *f);       /* sends f->alert; false while not pos
 
 /* flow_file.c: sendfile */
 /* Encrypts what was read of the file and reads on: 1 progress, 0 waiting
- * for the file, -1 the flow failed. */
+ * for the file, -1 the flow failed.  While f->tx_corked, the file's bytes
+ * join the corked record (the caller checked that they fit). */
 int  tf_flow_user_file(tlsflow *f, tf_write *w);
 void tf_flow_splice_file(tlsflow *f, tf_write *w);
 
