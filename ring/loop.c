@@ -73,6 +73,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
         return ret;
     }
     loop->tasks_tail = &loop->tasks;
+    loop->starved_tail = &loop->starved;
     loop->in_pool.cap = TF_IN_CAP;
     loop->tx_pool.cap = TF_TX_CAP;
     loop->file_pool.cap = TF_FILE_CAP;
@@ -296,6 +297,34 @@ void tf_ring_defer(tlsflow_loop *loop, tf_task *t)
     tf_ring_kick(loop);   /* queued outside a run: tell an embedding loop */
 }
 
+void tf_ring_starve(tlsflow_loop *loop, tf_task *t)
+{
+    if (t->queued)
+        return;
+    t->queued = true;
+    t->next = NULL;
+    *loop->starved_tail = t;
+    loop->starved_tail = &t->next;
+}
+
+/* After a round's completions gave their buffers back: as many starved
+ * receives go again as the ring has buffers. */
+static unsigned feed_starved(tlsflow_loop *loop)
+{
+    unsigned n = 0;
+
+    while (loop->starved && n < TF_BR_ENTRIES) {
+        tf_task *t = loop->starved;
+        loop->starved = t->next;
+        if (!loop->starved)
+            loop->starved_tail = &loop->starved;
+        t->queued = false;
+        t->run(t);
+        n++;
+    }
+    return n;
+}
+
 static unsigned run_tasks(tlsflow_loop *loop)
 {
     unsigned n = 0;
@@ -511,6 +540,7 @@ static int run_once(tlsflow_loop *loop, int timeout_ms)
     }
     handled += run_tasks(loop);
     handled += tf_post_run(loop);
+    handled += feed_starved(loop);
     handled += run_tasks(loop);
     tf_timers_sync(loop);
     trim_pools(loop);
@@ -719,12 +749,8 @@ static void abandon(tlsflow_loop *loop)
 /* Objects still open are released without their callbacks: no callback may
  * run outside tlsflow_loop_run*. */
 /* Tasks still queued are dropped; those that own memory give it back. */
-static void discard_tasks(tlsflow_loop *loop)
+static void discard_queue(tf_task *t)
 {
-    tf_task *t = loop->tasks;
-
-    loop->tasks = NULL;
-    loop->tasks_tail = &loop->tasks;
     while (t) {
         tf_task *next = t->next;
         t->queued = false;
@@ -732,6 +758,16 @@ static void discard_tasks(tlsflow_loop *loop)
             t->discard(t);
         t = next;
     }
+}
+
+static void discard_tasks(tlsflow_loop *loop)
+{
+    discard_queue(loop->tasks);
+    loop->tasks = NULL;
+    loop->tasks_tail = &loop->tasks;
+    discard_queue(loop->starved);
+    loop->starved = NULL;
+    loop->starved_tail = &loop->starved;
 }
 
 TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)

@@ -85,6 +85,9 @@ struct tlsflow_loop {
     bool     in_run;              /* inside tlsflow_loop_run_once */
     unsigned live;                /* flows, listeners and connects not yet released */
     tf_task *tasks, **tasks_tail;
+    /* Flows whose receive found the shared ring empty (ENOBUFS): they receive
+     * again as buffers come back, a ring's worth per round, never in a spin. */
+    tf_task *starved, **starved_tail;
     struct io_uring_cqe *stash;   /* CQEs reaped while the SQ was full */
     size_t   nstash, capstash;
     tf_link  objects;             /* flows and listeners, for loop_free */
@@ -124,6 +127,7 @@ struct tlsflow_loop {
 struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op);   /* never NULL */
 void tf_ring_sqe_detached(tlsflow_loop *loop, struct io_uring_sqe **out); /* user_data 0: result ignored */
 void tf_ring_defer(tlsflow_loop *loop, tf_task *t);
+void tf_ring_starve(tlsflow_loop *loop, tf_task *t);   /* runs once ring buffers came back */
 void tf_ring_track(tlsflow_loop *loop, tf_link *l);
 void tf_ring_untrack(tf_link *l);
 void tf_ring_cancel(tlsflow_loop *loop, tf_op *op);
@@ -285,6 +289,7 @@ struct tlsflow {
     /* receive side */
     tf_buf             in;          /* ciphertext not yet taken by GnuTLS, or kernel plaintext */
     tf_fop             recv_op;
+    tf_task            starve_task; /* queued: waiting for a buffer of the shared ring */
     size_t             rx_held;     /* received bytes held, as counted in the loop's total */
     tf_link            park;        /* on the loop's list while its memory limit stops us */
     bool               rx_eof;      /* transport: TCP FIN seen (GnuTLS's pull reads it too) */
@@ -344,6 +349,7 @@ tf_write *tf_write_get(tlsflow_loop *loop);
 void tf_write_put(tlsflow_loop *loop, tf_write *w);
 tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd);
 void tf_flow_schedule(tlsflow *f);
+void tf_flow_starve(tlsflow *f);     /* receive again once ring buffers came back */
 void tf_flow_release(tlsflow *f);   /* drop one ref; frees at zero */
 struct io_uring_sqe *tf_flow_submit(tlsflow *f, tf_fop *op, tf_fop_fn *fn);
 /* The flow fails with err (sticky): everything in flight is cancelled, and
