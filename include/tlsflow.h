@@ -11,7 +11,9 @@
  *    operation never calls its callback; an accepted one calls it exactly once.
  *  - Callbacks run only from tlsflow_loop_run*(), never inside the call that
  *    submitted the operation.
- *  - A loop, its flows and its listeners belong to the thread that runs the loop.
+ *  - A loop, its flows and its listeners belong to the thread that created the
+ *    loop, which is the one that runs it (where the ring is tied to that thread,
+ *    see tlsflow_loop_ring_setup, tlsflow_loop_run* from another returns -EEXIST).
  *    A config is read-only once a flow used it and may be shared across loops.
  */
 #ifndef TLSFLOW_H
@@ -70,7 +72,9 @@ int  tlsflow_loop_new(tlsflow_loop **out, unsigned queue_depth /* 0 = default */
 /* Runs until no flow, listener or operation is left, or tlsflow_loop_stop(). */
 int  tlsflow_loop_run(tlsflow_loop *loop);
 /* One round: waits up to timeout_ms (-1 = forever, 0 = poll) for completions and
- * runs their callbacks.  Returns the number of callbacks-worth of events handled. */
+ * runs their callbacks.  Returns the number of callbacks-worth of events handled
+ * (0 too when the wait ended early), or -errno: -EINVAL, -EEXIST (not the
+ * loop's thread), the kernel's error for a broken ring. */
 int  tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms);
 /* Makes the tlsflow_loop_run in progress return after its current round (a run
  * started later is not affected).  Callable from any thread: it wakes the loop. */
@@ -84,6 +88,12 @@ typedef struct {
     unsigned long long ciphertext_copied; /* received bytes copied out of the shared buffer ring */
 } tlsflow_loop_stats;
 int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);
+/* How the loop's io_uring was set up, chosen by probe at tlsflow_loop_new:
+ * "defer" (SINGLE_ISSUER|DEFER_TASKRUN: only the thread that created the loop
+ * may run it), "coop" (COOP_TASKRUN) or "plain", then ",regfd" when the ring's
+ * descriptor is registered.  TLSFLOW_RING_FLAGS in the environment forces a
+ * set (same words; "noregfd" too).  Valid as long as the loop; NULL for NULL. */
+const char *tlsflow_loop_ring_setup(const tlsflow_loop *loop);
 /* Frees the loop; flows, listeners and timers still there are freed with it,
  * and posted tasks not yet run are dropped, all without their callbacks (no
  * on_release either).  It cancels every operation in flight and waits for the

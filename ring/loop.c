@@ -37,7 +37,6 @@ void tf_trace_printf(const void *who, const char *fmt, ...)
 
 TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
 {
-    struct io_uring_params p;
     tlsflow_loop *loop;
     int ret;
 
@@ -62,11 +61,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
         return -ENOMEM;
     }
     loop->capstash = STASH_MIN;
-    memset(&p, 0, sizeof(p));
-    /* A roomy completion queue: many flows keep a receive armed. */
-    p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = depth * 8;
-    ret = io_uring_queue_init_params(depth, &loop->ring, &p);
+    ret = tf_ring_setup(loop, depth);
     if (ret < 0) {
         free(loop->stash);
         free(loop);
@@ -514,6 +509,7 @@ static int run_once(tlsflow_loop *loop, int timeout_ms)
     unsigned handled, n;
     int ret;
 
+    tf_post_drain_embed(loop);   /* first: what comes after it signals again */
     handled = run_tasks(loop);
     handled += tf_post_run(loop);
     handled += run_tasks(loop);
@@ -558,6 +554,8 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
 
     if (!loop)
         return -EINVAL;
+    if (loop->ring_bound && !pthread_equal(loop->owner, pthread_self()))
+        return -EEXIST;   /* a loop is run by the thread that made it */
     was_in_run = loop->in_run;
     loop->in_run = true;
     ret = run_once(loop, timeout_ms);
@@ -566,6 +564,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
      * stash): the ring fd must still be readable for an embedding loop. */
     if (loop->tasks || loop->nstash)
         tf_ring_kick(loop);
+    tf_post_embed_end(loop);
     return ret;
 }
 

@@ -84,6 +84,11 @@ struct tlsflow_loop {
     atomic_bool stopped;          /* tlsflow_loop_stop, from any thread */
     bool     in_run;              /* inside tlsflow_loop_run_once */
     unsigned live;                /* flows, listeners and connects not yet released */
+    const char *ring_set;         /* setup.c: "defer", "coop" or "plain" */
+    bool     ring_regfd;          /* the ring's descriptor is registered */
+    bool     ring_bound;          /* single issuer or registered fd: only `owner` may enter */
+    pthread_t owner;              /* the thread that made the loop */
+    char     ring_desc[24];       /* tlsflow_loop_ring_setup */
     tf_task *tasks, **tasks_tail;
     /* Flows whose receive found the shared ring empty (ENOBUFS): they receive
      * again as buffers come back, a ring's worth per round, never in a spin. */
@@ -117,6 +122,8 @@ struct tlsflow_loop {
     tf_post *post_head, **post_tail;
     atomic_bool has_posts;        /* the queue is not empty */
     int      wake_fd;
+    atomic_int embed_fd;          /* tlsflow_loop_fd with deferred task work: -1 until asked
+                                     (set by the loop's thread, read by posting ones) */
     tf_op    wake_op;
     uint64_t wake_val;
     bool     is_kicked;           /* the loop wrote wake_fd itself and has not read it since */
@@ -126,6 +133,9 @@ struct tlsflow_loop {
 /* loop.c */
 struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op);   /* never NULL */
 void tf_ring_sqe_detached(tlsflow_loop *loop, struct io_uring_sqe **out); /* user_data 0: result ignored */
+int  tf_ring_setup(tlsflow_loop *loop, unsigned depth);   /* setup.c: the ring, by probe */
+void tf_post_drain_embed(tlsflow_loop *loop);   /* post.c: a run begins */
+void tf_post_embed_end(tlsflow_loop *loop);     /* post.c: a run ends */
 void tf_ring_defer(tlsflow_loop *loop, tf_task *t);
 void tf_ring_starve(tlsflow_loop *loop, tf_task *t);   /* runs once ring buffers came back */
 void tf_ring_track(tlsflow_loop *loop, tf_link *l);

@@ -49,8 +49,20 @@ run_ctest() {   # run_ctest DIR LABEL-REGEX [ctest args]
     (cd "$dir" && ctest --output-on-failure -j"$jobs" -L "$labels" --timeout 300 "$@")
 }
 
+# The flow suites under each io_uring set-up that TLSFLOW_RING_FLAGS can
+# force (the tests lane ran them under the probed one).
+ring_sets() {
+    local set rc=0
+    for set in coop plain; do
+        echo "--- TLSFLOW_RING_FLAGS=$set"
+        TLSFLOW_RING_FLAGS=$set run_ctest "$rel" 'unit|interop' -R '^(ring|faults|api|buf)_' || rc=1
+    done
+    return $rc
+}
+
 lane build configure "$rel" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 has tests && lane tests run_ctest "$rel" 'unit|interop'
+has tests && lane ringflags ring_sets
 if has sanitize; then
     lane sanitize-build configure "$asan" -DCMAKE_BUILD_TYPE=Debug -DTLSFLOW_SANITIZE=ON
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
