@@ -3,7 +3,8 @@
 #   1. dpkg-buildpackage -us -uc -b in a temporary copy of SRC (SRC stays clean);
 #   2. lintian: no errors;
 #   3. apt-get install ./*.deb;
-#   4. examples/echo_server.c, as libtlsflow-dev installs it, built against the
+#   4. every installed example builds with pkg-config; examples/echo_server.c,
+#      as libtlsflow-dev installs it, built against the
 #      installed package with pkg-config and with find_package(tlsflow), each
 #      run against openssl s_client; man -w finds the pages; the tools run;
 #   5. every package this script installed is purged again (also on failure).
@@ -19,16 +20,25 @@ step() { echo "--- $*"; }
 bad() { echo "FAIL: $*"; fail=1; }
 installed() { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null | awk '$1 ~ /^.i/ { print $2 }' | sort; }
 
+have=$(installed)
 for p in libtlsflow0 libtlsflow-dev tlsflow-tools; do
-    if installed | grep -qx "$p"; then
+    if grep -qx "$p" <<< "$have"; then
         echo "FAIL: $p is installed already; remove it first (this lane purges what it installs)"
         exit 1
     fi
 done
+# What this script installed: the packages its own apt-get set up (read from
+# apt-get's output, not from a before/after comparison: what another apt-get
+# on the machine installs meanwhile is not ours to undo), less those that were
+# there before (one it upgraded, say).
 installed > "$tmp/before"
+ours() {
+    [[ -f $tmp/install.log ]] && sed -n 's/^Setting up \([^ :]*\).*/\1/p' "$tmp/install.log"
+    installed | grep -x -e libtlsflow0 -e libtlsflow-dev -e tlsflow-tools -e 'libtlsflow0-dbgsym' \
+        -e 'tlsflow-tools-dbgsym' || true
+}
 cleanup() {
-    installed > "$tmp/after"
-    mapfile -t new < <(comm -13 "$tmp/before" "$tmp/after")
+    mapfile -t new < <(ours | sort -u | comm -23 - "$tmp/before")
     if [[ ${#new[@]} -gt 0 ]]; then
         echo "--- purging ${new[*]}"
         "${apt[@]}" purge "${new[@]}" > "$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log"; echo "FAIL: purge"; }
@@ -67,6 +77,10 @@ for page in tlsflow_read tlsflow_writev "7 tlsflow" tlsflow-serve tlsflow-bench 
     echo "man -w $page: $where"
 done
 
+# a page reached through a .so link (a symlink once packaged) renders
+text=$(MANWIDTH=80 MANPAGER=cat man tlsflow_writev 2>&1) || bad "man tlsflow_writev: $text"
+[[ $text == *"tlsflow_writev("*"iovcnt"* ]] || bad "man tlsflow_writev does not show its synopsis"
+
 step "the tools"
 for t in tlsflow-serve tlsflow-bench tlsflow-client; do
     out=$("$t" --version 2>&1) || bad "$t --version failed: $out"
@@ -97,6 +111,14 @@ echo_check() {
     ldd "$bin" | grep -E '^\s*libtlsflow\.so\.0 => (/usr)?/lib/[^ ]*libtlsflow\.so\.0 ' > "$tmp/ldd.txt" ||
         { ldd "$bin"; bad "$bin does not load the installed libtlsflow.so.0"; }
 }
+
+step "every installed example builds with pkg-config"
+for ex in /usr/share/doc/libtlsflow-dev/examples/*.c; do
+    [[ -f $ex ]] || { bad "no examples installed"; break; }
+    # shellcheck disable=SC2046
+    cc -std=c11 -Wall -Wextra -Werror -pthread "$ex" -o "$tmp/$(basename "$ex" .c)" \
+        $(pkg-config --cflags --libs tlsflow) || bad "$ex does not build against the package"
+done
 
 step "echo_server.c with pkg-config"
 # shellcheck disable=SC2046
