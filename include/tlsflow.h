@@ -13,8 +13,12 @@
  *    submitted the operation.
  *  - A loop, its flows and its listeners belong to the thread that runs the loop.
  *    A config is read-only once a flow used it and may be shared across loops.
- *  - No call blocks: names resolve on a resolver thread, files are read through
- *    the loop; only tlsflow_loop_run* wait, and only for the loop's own events.
+ *  - No data-path call blocks: tlsflow_connect resolves names on a resolver
+ *    thread, sendfile reads through the loop; tlsflow_loop_run* wait only for
+ *    the loop's own events.  Three calls may wait, none on a peer: tlsflow_listen
+ *    resolves its host at the call (an address literal needs no lookup), the
+ *    config setters read their files at the call, and tlsflow_loop_free waits
+ *    (at most 5 s) for the kernel to end the operations it cancels.
  *  - Each call below says what it returns when refused and how long a pointer
  *    it hands out stays valid.  Pages: man 7 tlsflow, man 3 tlsflow_<call>.
  */
