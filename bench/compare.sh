@@ -517,5 +517,6 @@ if [ "$WRITE" = 1 ]; then
         fi
     } > "$OUT.tmp"
     mv "$OUT.tmp" "$OUT"
+    "$ROOT/bench/chart.sh" "$OUT" "$ROOT/bench/ratios.svg"
     echo "wrote $OUT"
 fi

@@ -153,9 +153,19 @@ static unsigned wait_and_stash(tlsflow_loop *loop, unsigned ms)
     return stash_cqes(loop);
 }
 
+void tf_ring_submit(tlsflow_loop *loop)
+{
+    if (io_uring_sq_ready(&loop->ring))
+        (void)submit(loop);
+}
+
 static int submit(tlsflow_loop *loop)
 {
-    int ret = io_uring_submit(&loop->ring);
+    int ret;
+
+    if (!loop->ring_live)
+        return 0;   /* before the first run: the queue waits for it */
+    ret = io_uring_submit(&loop->ring);
 
     loop->enters++;
     if (ret > 0)
@@ -175,6 +185,11 @@ static int submit_queued(tlsflow_loop *loop)
 {
     int ret = 0, fruitless = 0;
     bool made_room;
+
+    /* A queue filled before the first run cannot wait for it: the ring is
+     * this thread's from now on. */
+    if (!loop->ring_live && (ret = tf_ring_bind(loop)) < 0)
+        return ret;
 
     while (io_uring_sq_ready(&loop->ring) && fruitless < SUBMIT_TRIES) {
         ret = submit(loop);
@@ -554,8 +569,10 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
 
     if (!loop)
         return -EINVAL;
-    if (loop->ring_bound && !pthread_equal(loop->owner, pthread_self()))
-        return -EEXIST;   /* a loop is run by the thread that made it */
+    if (loop->ring_live && loop->ring_bound && !pthread_equal(loop->owner, pthread_self()))
+        return -EEXIST;   /* a loop is run by one thread: the first to run it */
+    if (!loop->ring_live && (ret = tf_ring_bind(loop)) < 0)
+        return ret;
     was_in_run = loop->in_run;
     loop->in_run = true;
     ret = run_once(loop, timeout_ms);
@@ -662,6 +679,10 @@ static int drain(tlsflow_loop *loop)
     int ret;
 
     drain_stash(loop);
+    /* A ring tied to another thread cannot be entered from this one: what
+     * is in flight is left to the kernel, and its memory kept (abandon). */
+    if (loop->inflight && loop->ring_bound && !pthread_equal(loop->owner, pthread_self()))
+        return -EEXIST;
     last_end = last_cancel = now_ms();
     if (loop->inflight)
         cancel_all(loop);
@@ -775,6 +796,7 @@ TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
         return;
     tf_resolve_shutdown(loop);   /* lookups in flight no longer post to us */
     discard_tasks(loop);
+    (void)tf_ring_bind(loop);    /* never run: the cancels must reach the kernel */
     if (drain(loop) < 0) {
         abandon(loop);
         return;

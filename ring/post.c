@@ -216,9 +216,18 @@ TLSFLOW_PUBLIC int tlsflow_loop_fd(const tlsflow_loop *loop)
 {
     if (!loop)
         return -EINVAL;
+    /* The thread that asks drives the loop: the ring becomes its (as a first
+     * run would) and what waited for that run goes to the kernel now, so that
+     * its completions make the descriptor readable.  Nothing the caller sees
+     * of the loop changes. */
+    if (!loop->ring_live) {
+        int ret = tf_ring_bind((tlsflow_loop *)loop);
+        if (ret < 0)
+            return ret;
+        tf_ring_submit((tlsflow_loop *)loop);
+    }
     if (strcmp(loop->ring_set, "defer"))
         return loop->ring.ring_fd;
-    /* The descriptor is made on demand; nothing the caller sees changes. */
     return embed_fd((tlsflow_loop *)loop);
 }
 

@@ -85,9 +85,15 @@ struct tlsflow_loop {
     bool     in_run;              /* inside tlsflow_loop_run_once */
     unsigned live;                /* flows, listeners and connects not yet released */
     const char *ring_set;         /* setup.c: "defer", "coop" or "plain" */
+    /* Before the first run the ring may be disabled (single issuer: the
+     * first runner becomes the issuer) and SQEs wait in the queue; once live
+     * it is bound to `owner` when single issuer or a registered fd says so. */
+    bool     ring_live;           /* enabled, bound (tf_ring_bind) */
+    bool     ring_disabled;       /* created IORING_SETUP_R_DISABLED, not enabled yet */
+    int      ring_regfd_want;     /* 1 asked for (TLSFLOW_RING_FLAGS), 0 not */
     bool     ring_regfd;          /* the ring's descriptor is registered */
-    bool     ring_bound;          /* single issuer or registered fd: only `owner` may enter */
-    pthread_t owner;              /* the thread that made the loop */
+    bool     ring_bound;          /* only `owner` may enter */
+    pthread_t owner;              /* the thread that first ran the loop */
     char     ring_desc[24];       /* tlsflow_loop_ring_setup */
     tf_task *tasks, **tasks_tail;
     /* Flows whose receive found the shared ring empty (ENOBUFS): they receive
@@ -134,6 +140,8 @@ struct tlsflow_loop {
 struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op);   /* never NULL */
 void tf_ring_sqe_detached(tlsflow_loop *loop, struct io_uring_sqe **out); /* user_data 0: result ignored */
 int  tf_ring_setup(tlsflow_loop *loop, unsigned depth);   /* setup.c: the ring, by probe */
+int  tf_ring_bind(tlsflow_loop *loop);    /* setup.c: the first run takes the ring */
+void tf_ring_submit(tlsflow_loop *loop);  /* what is queued, to the kernel (best effort) */
 void tf_post_drain_embed(tlsflow_loop *loop);   /* post.c: a run begins */
 void tf_post_embed_end(tlsflow_loop *loop);     /* post.c: a run ends */
 void tf_ring_defer(tlsflow_loop *loop, tf_task *t);

@@ -1,8 +1,8 @@
 /* The ring's set-up by probe (ring/setup.c): the newest task-work mode the
  * running kernel takes, what tlsflow_loop_ring_setup says, TLSFLOW_RING_FLAGS
  * forcing each set (a flow echoes under each), words it does not know
- * refused, and a deferred-task-work loop run from a thread that did not
- * create it refused with -EEXIST rather than misbehaving. */
+ * refused, and a loop owned by the first thread that runs it (made on
+ * another, as a server's workers are): a third thread's run is -EEXIST. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -44,20 +44,18 @@ TF_TEST(test_probed_set, 10)
     print_message("io_uring set-up: %s\n", set);
     assert_non_null(set);
     assert_true(starts_with(set, "defer") || starts_with(set, "coop") || starts_with(set, "plain"));
-    /* Deferred task work since 6.1, cooperative since 5.19; a registered
-     * ring descriptor since 5.18. */
-    if (kernel_at_least(6, 1))
-        assert_true(starts_with(set, "defer"));
-    else if (kernel_at_least(5, 19))
-        assert_true(starts_with(set, "coop"));
-    if (kernel_at_least(5, 18))
-        assert_non_null(strstr(set, ",regfd"));
+    /* Cooperative task work since 5.19; deferred task work and a registered
+     * descriptor only on request (they tie the ring to a thread). */
+    if (kernel_at_least(5, 19))
+        assert_string_equal(set, "coop");
+    else
+        assert_string_equal(set, "plain");
     tlsflow_loop_free(loop);
 }
 
 TF_TEST(test_forced_sets_echo, 120)
 {
-    static const char *const sets[] = { "plain,noregfd", "plain", "coop", "defer" };
+    static const char *const sets[] = { "plain,noregfd", "plain", "coop,regfd", "defer", "defer,regfd" };
 
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
         tf_echo_run r = { .len = 1 << 20 };
@@ -75,6 +73,7 @@ TF_TEST(test_forced_sets_echo, 120)
             assert_memory_equal(tlsflow_loop_ring_setup(loop), sets[i], strcspn(sets[i], ","));
             if (!strcmp(sets[i], "plain,noregfd"))
                 assert_string_equal(tlsflow_loop_ring_setup(loop), "plain");
+            /* (regfd is registered by the first run, on the thread that runs) */
             tlsflow_loop_free(loop);
         }
     }
@@ -101,23 +100,54 @@ static void *run_elsewhere(void *arg)
     return (void *)(intptr_t)tlsflow_loop_run_once(loop, 0);
 }
 
-TF_TEST(test_defer_other_thread, 10)
+/* A loop made on one thread and handed to another (a server's workers):
+ * the thread that first runs it owns it; what was queued before (a listener's
+ * accept) waits for that run; another thread's run is refused. */
+TF_TEST(test_first_runner_owns, 30)
 {
-    tlsflow_loop *loop;
-    pthread_t t;
-    void *ret;
+    static const char *const sets[] = { "defer", "coop,regfd", "coop", "plain,noregfd" };
 
-    if (!kernel_at_least(6, 1))
-        skip();
-    setenv("TLSFLOW_RING_FLAGS", "defer", 1);
-    assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
-    unsetenv("TLSFLOW_RING_FLAGS");
-    assert_int_equal(pthread_create(&t, NULL, run_elsewhere, loop), 0);
-    assert_int_equal(pthread_join(t, &ret), 0);
-    assert_int_equal((int)(intptr_t)ret, -EEXIST);
-    /* Its own thread runs it as ever. */
-    assert_true(tlsflow_loop_run_once(loop, 0) >= 0);
-    tlsflow_loop_free(loop);
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+        tlsflow_loop *loop;
+        pthread_t t;
+        void *ret;
+
+        if (!strncmp(sets[i], "defer", 5) && !kernel_at_least(6, 1))
+            continue;
+        if (!strncmp(sets[i], "coop", 4) && !kernel_at_least(5, 19))
+            continue;
+        setenv("TLSFLOW_RING_FLAGS", sets[i], 1);
+        assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
+        unsetenv("TLSFLOW_RING_FLAGS");
+        assert_int_equal(pthread_create(&t, NULL, run_elsewhere, loop), 0);
+        assert_int_equal(pthread_join(t, &ret), 0);
+        assert_true((int)(intptr_t)ret >= 0);
+        if (strstr(tlsflow_loop_ring_setup(loop), "regfd") || !strncmp(sets[i], "defer", 5))
+            assert_int_equal(tlsflow_loop_run_once(loop, 0), -EEXIST);
+        else
+            assert_true(tlsflow_loop_run_once(loop, 0) >= 0);   /* a plain ring is no thread's */
+        tlsflow_loop_free(loop);
+    }
+}
+
+/* An echo whose listener and connect were set up on the main thread, run
+ * entirely on another thread. */
+static void *echo_elsewhere(void *arg)
+{
+    tf_echo_run *r = arg;
+
+    tf_echo_roundtrip(r);
+    return NULL;
+}
+
+TF_TEST(test_loop_on_a_worker, 60)
+{
+    tf_echo_run r = { .len = 256 << 10 };
+    pthread_t t;
+
+    assert_int_equal(pthread_create(&t, NULL, echo_elsewhere, &r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(r.ok);
 }
 
 int main(void)
@@ -126,7 +156,8 @@ int main(void)
         TF_CASE(test_probed_set),
         TF_CASE(test_forced_sets_echo),
         TF_CASE(test_unknown_words_refused),
-        TF_CASE(test_defer_other_thread),
+        TF_CASE(test_first_runner_owns),
+        TF_CASE(test_loop_on_a_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
