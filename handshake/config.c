@@ -1,15 +1,57 @@
-/* Configurations: credentials and policy, frozen at first use. */
+/* Configurations: credentials and policy, frozen at first use, reference
+ * counted (flows, connects and listeners keep the config they started with). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "handshake/handshake.h"
 
-/* AES-GCM first: with AES-NI it is ~14x faster than GnuTLS's ChaCha20 here, and
- * the kernel takes all of these ciphers. */
-static const char default_priority[] =
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
-    "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM";
+/* Servers choose by their own order (%SERVER_PRECEDENCE): clients such as
+ * Safari list ChaCha20 first, and GnuTLS's userspace ChaCha20 runs ~14x
+ * slower than its AES-GCM on a CPU with AES instructions.  The kernel's
+ * ChaCha20 is fast: where the kernel takes both keys, a client that lists
+ * ChaCha20 first (likely one without AES instructions) gets it
+ * (session.c, the ClientHello hook), as OpenSSL's PRIORITIZE_CHACHA does.
+ * Every cipher here is one the kernel takes. */
+static const char aes_first[] =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:"
+    "+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM";
+static const char server_aes_first[] =
+    "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:"
+    "+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM";
+static const char server_chacha_first[] =
+    "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:"
+    "+CHACHA20-POLY1305:+AES-128-GCM:+AES-256-GCM:+AES-128-CCM";
+
+bool tf_hs_cpu_has_aes(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("aes");
+#elif defined(__aarch64__)
+    return (getauxval(AT_HWCAP) & HWCAP_AES) != 0;
+#else
+    return true;     /* unknown: AES-GCM first, as before */
+#endif
+}
+
+bool tf_hs_kernel_chacha(const tlsflow_config *cfg)
+{
+    static const unsigned versions[] = { TLS_1_2_VERSION, TLS_1_3_VERSION };
+
+    if (cfg->ktls == TLSFLOW_KTLS_OFF || cfg->test_ktls_tx_only)
+        return false;
+    /* The probe ran at tlsflow_loop_new: these are cached answers. */
+    for (size_t i = 0; i < 2; i++)
+        if (tf_ktls_probe(versions[i], TF_CIPHER_CHACHA20_POLY1305, TF_KTLS_TX) < 0 ||
+            tf_ktls_probe(versions[i], TF_CIPHER_CHACHA20_POLY1305, TF_KTLS_RX) < 0)
+            return false;
+    return true;
+}
 
 static void init_gnutls_once(void)
 {
@@ -47,17 +89,16 @@ TLSFLOW_PUBLIC int tlsflow_config_new(tlsflow_config **out, tlsflow_role role)
         return -ENOMEM;
     }
     pthread_mutex_init(&cfg->live->lock, NULL);
+    atomic_init(&cfg->live->refs, 1);
     *out = cfg;
     return 0;
 }
 
-TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
+static void config_destroy(struct config_block *block)
 {
-    struct tf_config_live *live;
+    tlsflow_config *cfg = &block->cfg;
+    struct tf_config_live *live = &block->live;
 
-    if (!cfg)
-        return;
-    live = cfg->live;
     gnutls_certificate_free_credentials(cfg->cred);
     if (cfg->priority)
         gnutls_priority_deinit(cfg->priority);
@@ -66,6 +107,8 @@ TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
         free(cfg->alpn[i].data);
     if (live->default_priority)
         gnutls_priority_deinit(live->default_priority);
+    if (live->chacha_priority)
+        gnutls_priority_deinit(live->chacha_priority);
     if (live->ticket_key.data) {
         gnutls_memset(live->ticket_key.data, 0, live->ticket_key.size);
         gnutls_free(live->ticket_key.data);
@@ -75,7 +118,30 @@ TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
         tf_hs_datum_wipe(&live->cache[i].data);
     }
     pthread_mutex_destroy(&live->lock);
-    free(cfg);   /* the start of its config_block */
+    free(block);
+}
+
+void tf_hs_config_ref(const tlsflow_config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->live->refs, 1, memory_order_relaxed);
+}
+
+/* The block is reached through the live part, which is mutable by design:
+ * no const is cast away. */
+void tf_hs_config_unref(const tlsflow_config *cfg)
+{
+    struct tf_config_live *live = cfg->live;
+
+    if (atomic_fetch_sub_explicit(&live->refs, 1, memory_order_acq_rel) == 1)
+        config_destroy((struct config_block *)(void *)((char *)live - offsetof(struct config_block, live)));
+}
+
+/* Drops the caller's reference: flows and listeners still using the config
+ * keep it alive, and the last of them frees it. */
+TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
+{
+    if (cfg)
+        tf_hs_config_unref(cfg);
 }
 
 /* Setters check and write in one step under the config's lock, the lock
@@ -104,27 +170,55 @@ static int gnutls_to_errno(int ret)
     }
 }
 
-TLSFLOW_PUBLIC int tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem,
-                                                const char *key_pem)
+/* A certificate or key file: missing or unreadable -ENOENT, the key not the
+ * certificate's -EKEYREJECTED, not PEM or not parsable -EBADMSG. */
+static int cert_file_errno(int ret)
+{
+    switch (ret) {
+    case GNUTLS_E_MEMORY_ERROR: return -ENOMEM;
+    case GNUTLS_E_FILE_ERROR: return -ENOENT;
+    case GNUTLS_E_CERTIFICATE_KEY_MISMATCH: return -EKEYREJECTED;
+    default: return -EBADMSG;
+    }
+}
+
+/* Each pair is added beside those before it: GnuTLS picks, per handshake,
+ * the pair whose names match the client's SNI and whose key the client's
+ * signature algorithms allow (an RSA and an ECDSA certificate for one name);
+ * with no SNI, or a name no pair has, the first pair that suits the client. */
+static int add_pair(tlsflow_config *cfg, const char *cert_pem, const char *key_pem)
 {
     int ret = lock_mutable(cfg);
 
     if (ret)
         return ret;
-    if (!cert_pem || !key_pem) {
+    if (!cert_pem || !key_pem || !*cert_pem || !*key_pem) {
         ret = -EINVAL;
         goto out;
     }
     ret = gnutls_certificate_set_x509_key_file(cfg->cred, cert_pem, key_pem, GNUTLS_X509_FMT_PEM);
     if (ret < 0) {
-        ret = gnutls_to_errno(ret);
+        ret = cert_file_errno(ret);
         goto out;
     }
     cfg->has_cert = true;
+    cfg->ncerts++;
     ret = 0;
 out:
     pthread_mutex_unlock(&cfg->live->lock);
     return ret;
+}
+
+TLSFLOW_PUBLIC int tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem,
+                                                const char *key_pem)
+{
+    return add_pair(cfg, cert_pem, key_pem);
+}
+
+TLSFLOW_PUBLIC int tlsflow_config_add_cert_file(tlsflow_config *cfg, const char *cert_pem,
+                                                const char *key_pem)
+{
+    return add_pair(cfg, cert_pem, key_pem);
 }
 
 TLSFLOW_PUBLIC int tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem)
@@ -325,9 +419,19 @@ int tf_hs_config_freeze(const tlsflow_config *cfg)
         }
     }
     if (!cfg->priority && !live->default_priority) {
-        ret = gnutls_priority_init2(&live->default_priority, default_priority, NULL, 0);
+        bool server = cfg->role == TLSFLOW_SERVER;
+        /* Without AES instructions ChaCha20 is the faster one everywhere. */
+        ret = gnutls_priority_init2(&live->default_priority,
+                                    !server ? aes_first
+                                            : tf_hs_cpu_has_aes() ? server_aes_first
+                                                                  : server_chacha_first,
+                                    NULL, 0);
+        if (ret == 0 && server)
+            ret = gnutls_priority_init2(&live->chacha_priority, server_chacha_first, NULL, 0);
         if (ret < 0) {
-            live->default_priority = NULL;
+            if (live->default_priority)
+                gnutls_priority_deinit(live->default_priority);
+            live->default_priority = live->chacha_priority = NULL;
             ret = -EINVAL;
             goto out;
         }

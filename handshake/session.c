@@ -141,6 +141,64 @@ void tf_hs_note_ticket(tf_session *hs)
         tf_hs_datum_wipe(&data);
 }
 
+/* ---- Server cipher order: ChaCha20 for clients that ask for it first ----
+ * Only where the kernel takes ChaCha20 keys both ways (config.c says why). */
+
+static bool is_grease(unsigned v)
+{
+    return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff);   /* RFC 8701 */
+}
+
+static bool is_chacha_suite(unsigned v)
+{
+    return v == 0x1303 || v == 0xcca8 || v == 0xcca9 || v == 0xccaa;
+}
+
+/* The client's first cipher suite that is not GREASE is a ChaCha20 one.
+ * Hostile bytes: every length is checked before it is followed. */
+static bool lists_chacha_first(const uint8_t *p, size_t len)
+{
+    size_t off, n;
+
+    /* Tolerate the 4-byte handshake header in front of the body. */
+    if (len >= 4 && p[0] == 1 && (((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3]) == len - 4) {
+        p += 4;
+        len -= 4;
+    }
+    off = 2 + 32;                         /* legacy_version, random */
+    if (len < off + 1)
+        return false;
+    off += 1 + (size_t)p[off];            /* legacy_session_id */
+    if (len < off + 2)
+        return false;
+    n = ((size_t)p[off] << 8) | p[off + 1];
+    off += 2;
+    if (n > len - off)
+        return false;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        unsigned v = ((unsigned)p[off + i] << 8) | p[off + i + 1];
+        if (!is_grease(v))
+            return is_chacha_suite(v);
+    }
+    return false;
+}
+
+void tf_hs_client_hello(tf_session *hs, const gnutls_datum_t *msg)
+{
+    if (hs->cfg->role == TLSFLOW_SERVER && hs->may_prefer_chacha && msg && msg->data)
+        hs->chacha_first = lists_chacha_first(msg->data, msg->size);
+}
+
+/* After the ClientHello is parsed, before a suite is chosen. */
+static int post_client_hello(gnutls_session_t s)
+{
+    tf_session *hs = gnutls_transport_get_ptr(s);
+
+    if (hs->chacha_first && hs->cfg->live->chacha_priority)
+        return gnutls_priority_set(s, hs->cfg->live->chacha_priority);
+    return 0;
+}
+
 /* ---- Set-up ---- */
 
 static bool is_ip_literal(const char *name)
@@ -206,6 +264,12 @@ int tf_hs_session_init(tf_session *hs, const tlsflow_config *cfg, const char *se
             goto fail;
     }
     if (cfg->role == TLSFLOW_SERVER) {
+        /* Our default order prefers AES-GCM (an AES CPU): a ChaCha20-first
+         * client is let have ChaCha20 where the kernel will run it. */
+        if (!cfg->priority && tf_hs_cpu_has_aes() && tf_hs_kernel_chacha(cfg)) {
+            hs->may_prefer_chacha = true;     /* tf_hs_client_hello looks */
+            gnutls_handshake_set_post_client_hello_function(hs->s, post_client_hello);
+        }
         if (!cfg->no_resumption) {
             ret = gnutls_session_ticket_enable_server(hs->s, &cfg->live->ticket_key);
             if (ret < 0)
@@ -281,6 +345,14 @@ int tf_hs_handshake(tf_session *hs)
             return ret;
         }
     }
+    /* A server that asked: what tlsflow_info says of the client's
+     * certificate.  Sent ones were verified above (OPTIONAL) or by GnuTLS
+     * (REQUIRED); none sent (OPTIONAL) is not trusted. */
+    if (ret == 0 && hs->cfg->role == TLSFLOW_SERVER && hs->cfg->verify != TLSFLOW_VERIFY_NONE) {
+        unsigned n = 0;
+        hs->optional_status = gnutls_certificate_get_peers(hs->s, &n) && n ? 0 : GNUTLS_CERT_INVALID;
+        hs->peer_cert_checked = true;
+    }
     if (ret == 0) {
         hs->handshake_done = true;
         remember_names(hs);
@@ -325,8 +397,9 @@ void tf_hs_info(const tf_session *hs, tlsflow_info *out)
     out->alpn = hs->alpn[0] ? hs->alpn : NULL;
     out->server_name = hs->server_name;
     out->resumed = gnutls_session_is_resumed(hs->s) != 0;
-    out->peer_verify_status = hs->cfg->role == TLSFLOW_CLIENT && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL
-                                  ? hs->optional_status : 0;
+    if (hs->cfg->role == TLSFLOW_CLIENT ? hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL
+                                        : hs->peer_cert_checked)
+        out->peer_verify_status = hs->optional_status;
 }
 
 bool tf_hs_gnutls_owns_ktls(const tf_session *hs)

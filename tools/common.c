@@ -37,6 +37,22 @@ static int set_alpn(tlsflow_config *cfg, const char *list)
     return ret;
 }
 
+/* What tlsflow_config_set_cert_file's errno means for the files. */
+static int cert_failed(tlsflow_config *cfg, const char *cert, const char *key, int ret)
+{
+    const char *why;
+
+    switch (ret) {
+    case -ENOENT: why = "a file is missing or unreadable"; break;
+    case -EBADMSG: why = "not a PEM certificate chain and private key"; break;
+    case -EKEYREJECTED: why = "the key does not belong to the certificate"; break;
+    default: why = strerror(-ret); break;
+    }
+    fprintf(stderr, "certificate %s, key %s: %s\n", cert, key, why);
+    tlsflow_config_free(cfg);
+    return -1;
+}
+
 int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_opts *o)
 {
     tlsflow_config *cfg = NULL;
@@ -46,6 +62,14 @@ int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_
     if (ret == 0 && o->cert) {
         what = "certificate/key";
         ret = tlsflow_config_set_cert_file(cfg, o->cert, o->key ? o->key : o->cert);
+        if (ret < 0)
+            return cert_failed(cfg, o->cert, o->key ? o->key : o->cert, ret);
+    }
+    for (size_t i = 0; ret == 0 && i < o->nmore; i++) {
+        const char *key = o->more_keys[i] ? o->more_keys[i] : o->more_certs[i];
+        ret = tlsflow_config_add_cert_file(cfg, o->more_certs[i], key);
+        if (ret < 0)
+            return cert_failed(cfg, o->more_certs[i], key, ret);
     }
     if (ret == 0 && o->ca) {
         what = "CA file";

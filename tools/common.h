@@ -9,8 +9,11 @@
 #include <tlsflow.h>
 
 /* TLS options common to the tools; NULL/0 means "library default". */
+#define TF_TOOL_MAX_CERTS 16
 struct tf_tls_opts {
-    const char *cert, *key;      /* servers */
+    const char *cert, *key;      /* servers: the first (default) pair */
+    const char *more_certs[TF_TOOL_MAX_CERTS], *more_keys[TF_TOOL_MAX_CERTS];  /* servers: more pairs (SNI) */
+    size_t      nmore;
     const char *ca;              /* clients */
     int         insecure;        /* clients: TLSFLOW_VERIFY_NONE */
     const char *priority;
@@ -20,7 +23,8 @@ struct tf_tls_opts {
     int         no_resumption;   /* tlsflow_config_set_resumption(cfg, 0) */
 };
 
-/* Builds a config; prints what went wrong to stderr and returns -1 on failure. */
+/* Builds a config; prints what went wrong (the file and why) to stderr and
+ * returns -1 on failure. */
 int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_opts *o);
 
 /* "auto" | "require" | "off" */

@@ -29,6 +29,15 @@
 #define TF_UNTRUSTED_KEY  TF_CERT("untrusted-key.pem")
 #define TF_CLIENT_CERT    TF_CERT("client.pem")
 #define TF_CLIENT_KEY     TF_CERT("client-key.pem")
+#define TF_UNTRUSTED_CLIENT_CERT TF_CERT("untrusted-client.pem")
+#define TF_UNTRUSTED_CLIENT_KEY  TF_CERT("untrusted-client-key.pem")
+/* SNI: alpha.test with an RSA and an ECDSA certificate, beta.test with ECDSA. */
+#define TF_ALPHA_RSA_CERT   TF_CERT("alpha-rsa.pem")
+#define TF_ALPHA_RSA_KEY    TF_CERT("alpha-rsa-key.pem")
+#define TF_ALPHA_ECDSA_CERT TF_CERT("alpha-ecdsa.pem")
+#define TF_ALPHA_ECDSA_KEY  TF_CERT("alpha-ecdsa-key.pem")
+#define TF_BETA_CERT        TF_CERT("beta.pem")
+#define TF_BETA_KEY         TF_CERT("beta-key.pem")
 
 /* Exit code CTest reads as "skipped". */
 #define TF_SKIP 77
