@@ -147,7 +147,7 @@ TF_TEST(client_auth, 30)
 int main(void)
 {
     static struct run runs[3 * 3 * 3];
-    struct CMUnitTest tests[3 * 3 * 3];
+    static struct CMUnitTest tests[3 * 3 * 3];   /* static: tf_name's names stay reachable */
     static const tlsflow_verify modes[] = { TLSFLOW_VERIFY_REQUIRED, TLSFLOW_VERIFY_OPTIONAL, TLSFLOW_VERIFY_NONE };
     size_t n = 0;
 

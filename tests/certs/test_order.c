@@ -157,7 +157,7 @@ int main(void)
 {
     enum { NO = sizeof(offers) / sizeof(offers[0]) };
     static struct run runs[NO * 4];
-    struct CMUnitTest tests[NO * 4 + 1];
+    static struct CMUnitTest tests[NO * 4 + 1];   /* static: tf_name's names stay reachable */
     size_t n = 0;
 
     tf_require_bins("openssl", "gnutls-cli", NULL);
