@@ -1,9 +1,12 @@
 /* Configurations: credentials and policy, frozen at first use, reference
  * counted (flows, connects and listeners keep the config they started with). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #if defined(__aarch64__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -396,6 +399,73 @@ TLSFLOW_PUBLIC int tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned f
         ret = -EINVAL;
     else
         cfg->ktls_flags = flags;
+    pthread_mutex_unlock(&cfg->live->lock);
+    return ret;
+}
+
+/* GnuTLS 3.7 takes a 64-byte master key and derives from it the key of each
+ * time window (a ticket's lifetime, 6 hours by default): tickets rotate by
+ * themselves, one from an older window gets a full handshake, and processes
+ * that load the same file resume each other's tickets. */
+#define TICKET_KEY_SIZE 64
+
+static int read_key_file(const char *path, uint8_t key[TICKET_KEY_SIZE])
+{
+    uint8_t extra;
+    size_t got = 0;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), ret = 0;
+
+    if (fd < 0)
+        return -errno;
+    while (got < TICKET_KEY_SIZE) {
+        n = read(fd, key + got, TICKET_KEY_SIZE - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = n < 0 ? -errno : -EBADMSG;   /* shorter than a key */
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    do
+        n = read(fd, &extra, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 0)
+        ret = n < 0 ? -errno : -EBADMSG;       /* longer than a key */
+out:
+    close(fd);
+    if (ret)
+        gnutls_memset(key, 0, TICKET_KEY_SIZE);
+    return ret;
+}
+
+TLSFLOW_PUBLIC int tlsflow_config_set_ticket_key_file(tlsflow_config *cfg, const char *path)
+{
+    uint8_t key[TICKET_KEY_SIZE];
+    gnutls_datum_t d = { NULL, 0 };
+    int ret = lock_mutable(cfg);
+
+    if (ret)
+        return ret;
+    if (!path || !*path || cfg->role != TLSFLOW_SERVER) {
+        ret = -EINVAL;
+        goto out;
+    }
+    ret = read_key_file(path, key);
+    if (ret)
+        goto out;
+    d.data = gnutls_malloc(TICKET_KEY_SIZE);
+    if (!d.data) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    memcpy(d.data, key, TICKET_KEY_SIZE);
+    d.size = TICKET_KEY_SIZE;
+    tf_hs_datum_wipe(&cfg->live->ticket_key);   /* a key loaded before */
+    cfg->live->ticket_key = d;
+out:
+    gnutls_memset(key, 0, sizeof(key));
     pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }

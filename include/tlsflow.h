@@ -196,6 +196,15 @@ int  tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags);
  * certificate for one name); no SNI, or a name no pair has: the first pair
  * that suits the client.  Errors as tlsflow_config_set_cert_file. */
 int  tlsflow_config_add_cert_file(tlsflow_config *cfg, const char *cert_pem, const char *key_pem);
+/* Servers: the session ticket key from a file of exactly 64 bytes (make one
+ * with `openssl rand 64 > FILE`; keep it private), instead of a key made per
+ * config.  Loops sharing a config always resume each other's tickets; with
+ * the same file several processes or machines do.  GnuTLS derives the key of
+ * each ticket-lifetime window from it (6 h), so tickets rotate by themselves
+ * and an older one gets a full handshake.  0, -EINVAL (NULL, empty, a client
+ * config), -ENOENT/-EACCES (cannot open), -EBADMSG (not 64 bytes), -EBUSY
+ * once used, -ENOMEM. */
+int  tlsflow_config_set_ticket_key_file(tlsflow_config *cfg, const char *path);
 /* New handshakes of l use cfg (a server config; the listener keeps a
  * reference); flows already open keep the config they started with.  For a
  * reload without dropping a connection: build a new config, set it, free

@@ -99,6 +99,16 @@ int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_
         what = "resumption";
         ret = tlsflow_config_set_resumption(cfg, 0);
     }
+    if (ret == 0 && o->ticket_key) {
+        ret = tlsflow_config_set_ticket_key_file(cfg, o->ticket_key);
+        if (ret < 0) {
+            fprintf(stderr, "ticket key %s: %s\n", o->ticket_key,
+                    ret == -EBADMSG ? "not 64 bytes (make one with: openssl rand 64 > FILE)"
+                                    : strerror(-ret));
+            tlsflow_config_free(cfg);
+            return -1;
+        }
+    }
     if (ret < 0) {
         fprintf(stderr, "%s: %s\n", what, strerror(-ret));
         if (cfg)

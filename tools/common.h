@@ -21,6 +21,7 @@ struct tf_tls_opts {
     tlsflow_ktls_mode ktls;
     unsigned    ktls_flags;      /* TLSFLOW_KTLS_* opt-ins; 0 = none */
     int         no_resumption;   /* tlsflow_config_set_resumption(cfg, 0) */
+    const char *ticket_key;      /* servers: tlsflow_config_set_ticket_key_file */
 };
 
 /* Builds a config; prints what went wrong (the file and why) to stderr and

@@ -48,6 +48,9 @@ static const char usage[] =
 "  --echo                    send every byte back\n"
 "  --root DIR                serve DIR's files over HTTP/1.1 (GET, HEAD)\n"
 "  --threads N               worker threads, one loop each (default 1)\n"
+"  --ticket-key FILE         session ticket key (64 bytes: openssl rand 64 > FILE);\n"
+"                            processes with the same file resume each other's\n"
+"                            tickets (reloaded on SIGHUP too)\n"
 "  --ktls auto|require|off   kernel TLS (default auto)\n"
 "  --priority STR            GnuTLS priority string\n"
 "  --alpn LIST               comma-separated ALPN protocols\n"
@@ -233,6 +236,8 @@ static void log_loaded(const char *what, const struct tf_tls_opts *o)
     fprintf(stderr, PROG ": %s certificate %s (key %s)", what, o->cert, o->key ? o->key : o->cert);
     for (size_t i = 0; i < o->nmore; i++)
         fprintf(stderr, ", %s (key %s)", o->more_certs[i], o->more_keys[i] ? o->more_keys[i] : o->more_certs[i]);
+    if (o->ticket_key)
+        fprintf(stderr, ", ticket key %s", o->ticket_key);
     fputc('\n', stderr);
 }
 
@@ -322,7 +327,7 @@ static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
 
 enum { OPT_CERT = 256, OPT_KEY, OPT_SELF, OPT_HOST, OPT_PORT, OPT_ECHO, OPT_ROOT, OPT_THREADS,
        OPT_KTLS, OPT_PRIO, OPT_ALPN, OPT_ZC, OPT_NOPAD, OPT_STATS, OPT_GRACE, OPT_HELP,
-       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_SEND_TIMEOUT };
+       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_SEND_TIMEOUT, OPT_TICKET_KEY };
 
 static const struct option long_opts[] = {
     {"cert", required_argument, NULL, OPT_CERT},
@@ -343,6 +348,7 @@ static const struct option long_opts[] = {
     {"request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
+    {"ticket-key", required_argument, NULL, OPT_TICKET_KEY},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -402,6 +408,7 @@ int main(int argc, char **argv)
                 goto bad;
             break;
         case OPT_PRIO: tls.priority = optarg; break;
+        case OPT_TICKET_KEY: tls.ticket_key = optarg; break;
         case OPT_ALPN: tls.alpn = optarg; break;
         case OPT_ZC: zerocopy = 1; break;
         case OPT_NOPAD: nopad = 1; break;
