@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <gnutls/ocsp.h>
 #if defined(__aarch64__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -86,6 +89,7 @@ TLSFLOW_PUBLIC int tlsflow_config_new(tlsflow_config **out, tlsflow_role role)
     cfg->verify = role == TLSFLOW_CLIENT ? TLSFLOW_VERIFY_REQUIRED : TLSFLOW_VERIFY_NONE;
     cfg->ktls = TLSFLOW_KTLS_AUTO;
     cfg->handshake_timeout_ms = 30000;
+    cfg->ocsp = TLSFLOW_OCSP_CHECK;
     cfg->receive_budget = 64 * 1024;
     if (gnutls_certificate_allocate_credentials(&cfg->cred) < 0) {
         free(block);
@@ -466,6 +470,87 @@ TLSFLOW_PUBLIC int tlsflow_config_set_ticket_key_file(tlsflow_config *cfg, const
     cfg->live->ticket_key = d;
 out:
     gnutls_memset(key, 0, sizeof(key));
+    pthread_mutex_unlock(&cfg->live->lock);
+    return ret;
+}
+
+gnutls_priority_t tf_hs_config_priority(const tlsflow_config *cfg)
+{
+    return cfg->priority ? cfg->priority : cfg->live->default_priority;
+}
+
+/* ---- OCSP ---- */
+
+/* Servers: the DER OCSP response stapled for the pair added last.  It is
+ * checked now: one for another certificate (-EKEYREJECTED) or past its
+ * nextUpdate (-ESTALE) or saying revoked (-EKEYREVOKED: GnuTLS 3.7 will not
+ * staple that) is refused, so the caller can say so; GnuTLS also stops
+ * stapling a response once it goes stale later. */
+TLSFLOW_PUBLIC int tlsflow_config_set_ocsp_file(tlsflow_config *cfg, const char *der_file)
+{
+    gnutls_datum_t data = { NULL, 0 };
+    gnutls_ocsp_resp_t resp = NULL;
+    time_t next = -1, this_upd, revoked_at;   /* GnuTLS 3.7.9 wants every pointer for a revoked one */
+    unsigned status, reason;
+    int ret = lock_mutable(cfg);
+
+    if (ret)
+        return ret;
+    if (!der_file || !*der_file || cfg->role != TLSFLOW_SERVER || !cfg->ncerts) {
+        ret = -EINVAL;
+        goto out;
+    }
+    ret = gnutls_load_file(der_file, &data);
+    if (ret < 0) {
+        ret = ret == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -ENOENT;
+        goto out;
+    }
+    if (gnutls_ocsp_resp_init(&resp) < 0) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    if (gnutls_ocsp_resp_import(resp, &data) < 0 ||
+        gnutls_ocsp_resp_get_single(resp, 0, NULL, NULL, NULL, NULL, &status, &this_upd, &next, &revoked_at,
+                                    &reason) < 0) {
+        ret = -EBADMSG;
+        goto out;
+    }
+    if (next != -1 && next < time(NULL)) {
+        ret = -ESTALE;
+        goto out;
+    }
+    if (status == GNUTLS_OCSP_CERT_REVOKED) {
+        ret = -EKEYREVOKED;     /* GnuTLS 3.7 staples no revoked response */
+        goto out;
+    }
+    ret = gnutls_certificate_set_ocsp_status_request_file2(cfg->cred, der_file, (unsigned)(cfg->ncerts - 1),
+                                                           GNUTLS_X509_FMT_DER);
+    if (ret < 0)
+        ret = ret == GNUTLS_E_OCSP_MISMATCH_WITH_CERTS ? -EKEYREJECTED
+              : ret == GNUTLS_E_MEMORY_ERROR           ? -ENOMEM
+              : ret == GNUTLS_E_EXPIRED                ? -ESTALE
+                                                       : -EBADMSG;
+    else
+        ret = 0;
+out:
+    if (resp)
+        gnutls_ocsp_resp_deinit(resp);
+    gnutls_free(data.data);
+    pthread_mutex_unlock(&cfg->live->lock);
+    return ret;
+}
+
+TLSFLOW_PUBLIC int tlsflow_config_set_ocsp(tlsflow_config *cfg, tlsflow_ocsp_mode mode)
+{
+    int ret = lock_mutable(cfg);
+
+    if (ret)
+        return ret;
+    if (cfg->role == TLSFLOW_CLIENT &&
+        (mode == TLSFLOW_OCSP_OFF || mode == TLSFLOW_OCSP_CHECK || mode == TLSFLOW_OCSP_REQUIRE))
+        cfg->ocsp = mode;
+    else
+        ret = -EINVAL;
     pthread_mutex_unlock(&cfg->live->lock);
     return ret;
 }

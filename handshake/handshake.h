@@ -61,6 +61,7 @@ struct tlsflow_config {
     gnutls_certificate_credentials_t cred;
     bool            has_ca, has_cert;
     size_t          ncerts;              /* certificate/key pairs loaded */
+    tlsflow_ocsp_mode ocsp;              /* clients: what a stapled OCSP response must be */
     char           *priority_str;
     gnutls_priority_t priority;          /* the one set; NULL: live->default_priority */
     gnutls_datum_t  alpn[TF_ALPN_MAX];
@@ -68,6 +69,8 @@ struct tlsflow_config {
     struct tf_config_live *live;
 };
 
+/* The priority a session of cfg starts with. */
+gnutls_priority_t tf_hs_config_priority(const tlsflow_config *cfg);
 /* config.c: called when a flow first uses the config (system trust, priority,
  * servers' ticket key). */
 int  tf_hs_config_freeze(const tlsflow_config *cfg);
@@ -97,6 +100,7 @@ typedef struct tf_session {
     unsigned         optional_status; /* clients with OPTIONAL: the server's certificate's verify
                                          status; servers that asked: the client's (why it failed) */
     bool             peer_cert_checked; /* servers that asked: the client's certificate was verified */
+    int              ocsp_status;    /* clients: tlsflow_info.ocsp_status */
     bool             may_prefer_chacha; /* servers: our default order, and the kernel takes ChaCha20 */
     bool             chacha_first;   /* ... and the client listed ChaCha20 first */
     tf_buf          *post_out;       /* handshake messages GnuTLS sends after the handshake */

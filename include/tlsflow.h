@@ -205,6 +205,24 @@ int  tlsflow_config_add_cert_file(tlsflow_config *cfg, const char *cert_pem, con
  * config), -ENOENT/-EACCES (cannot open), -EBADMSG (not 64 bytes), -EBUSY
  * once used, -ENOMEM. */
 int  tlsflow_config_set_ticket_key_file(tlsflow_config *cfg, const char *path);
+/* Servers: staples the DER OCSP response in der_file for the certificate
+ * pair added last (load it again with the certificate to refresh it).
+ * 0, -EINVAL (NULL, a client config, no certificate yet), -ENOENT, -EBADMSG
+ * (not an OCSP response), -EKEYREJECTED (a response for another
+ * certificate), -ESTALE (past its nextUpdate; GnuTLS also stops stapling a
+ * response once it goes stale), -EKEYREVOKED (it says revoked: GnuTLS 3.7
+ * staples none such), -EBUSY once used, -ENOMEM. */
+int  tlsflow_config_set_ocsp_file(tlsflow_config *cfg, const char *der_file);
+/* Clients: what a stapled OCSP response must be.  CHECK (the default)
+ * reports it in tlsflow_info.ocsp_status; REQUIRE also fails the handshake
+ * unless a good one came; OFF neither reports nor requires one.  GnuTLS 3.7
+ * asks every server for a response and, under TLSFLOW_VERIFY_REQUIRED,
+ * itself refuses a certificate whose stapled response says revoked or cannot
+ * be believed, whatever the mode.  A response is checked against the trust
+ * store (none is loaded under TLSFLOW_VERIFY_NONE: every response then reads
+ * invalid).  0, -EINVAL (a server config, a bad mode), -EBUSY once used. */
+typedef enum { TLSFLOW_OCSP_OFF, TLSFLOW_OCSP_CHECK, TLSFLOW_OCSP_REQUIRE } tlsflow_ocsp_mode;
+int  tlsflow_config_set_ocsp(tlsflow_config *cfg, tlsflow_ocsp_mode mode);
 /* New handshakes of l use cfg (a server config; the listener keeps a
  * reference); flows already open keep the config they started with.  For a
  * reload without dropping a connection: build a new config, set it, free
@@ -282,7 +300,14 @@ typedef struct {
                                        status of the server's certificate (0 = trusted); servers
                                        that asked for a client certificate: 0 = the client's is
                                        trusted, GNUTLS_CERT_INVALID (2) = it sent none; else 0 */
+    int         ocsp_status;   /* clients: the OCSP response the server stapled, believed only when
+                                  it is about its certificate, signed by a signer the trust store
+                                  vouches for and not stale: TLSFLOW_OCSP_STATUS_* */
 } tlsflow_info;
+#define TLSFLOW_OCSP_STATUS_NONE    0   /* none stapled, or TLSFLOW_OCSP_OFF */
+#define TLSFLOW_OCSP_STATUS_GOOD    1
+#define TLSFLOW_OCSP_STATUS_REVOKED 2
+#define TLSFLOW_OCSP_STATUS_INVALID 3   /* stale, for another certificate, badly signed, unknown */
 int  tlsflow_get_info(const tlsflow *flow, tlsflow_info *out);
 /* The peer's certificate chain, leaf first: DER bytes of element index, valid
  * while the flow lives.  0, -ENOENT past the end (or no certificate), -EINVAL. */

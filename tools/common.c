@@ -53,6 +53,27 @@ static int cert_failed(tlsflow_config *cfg, const char *cert, const char *key, i
     return -1;
 }
 
+/* A response that does not load is not stapled: said, and not fatal. */
+static void set_ocsp(tlsflow_config *cfg, const char *file)
+{
+    const char *why;
+    int ret;
+
+    if (!file)
+        return;
+    ret = tlsflow_config_set_ocsp_file(cfg, file);
+    switch (ret) {
+    case 0: return;
+    case -ENOENT: why = "missing or unreadable"; break;
+    case -EBADMSG: why = "not a DER OCSP response"; break;
+    case -EKEYREJECTED: why = "a response for another certificate"; break;
+    case -ESTALE: why = "stale (past its nextUpdate)"; break;
+    case -EKEYREVOKED: why = "it says the certificate is revoked"; break;
+    default: why = strerror(-ret); break;
+    }
+    fprintf(stderr, "OCSP response %s: %s; not stapled\n", file, why);
+}
+
 int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_opts *o)
 {
     tlsflow_config *cfg = NULL;
@@ -64,12 +85,14 @@ int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_
         ret = tlsflow_config_set_cert_file(cfg, o->cert, o->key ? o->key : o->cert);
         if (ret < 0)
             return cert_failed(cfg, o->cert, o->key ? o->key : o->cert, ret);
+        set_ocsp(cfg, o->ocsp);
     }
     for (size_t i = 0; ret == 0 && i < o->nmore; i++) {
         const char *key = o->more_keys[i] ? o->more_keys[i] : o->more_certs[i];
         ret = tlsflow_config_add_cert_file(cfg, o->more_certs[i], key);
         if (ret < 0)
             return cert_failed(cfg, o->more_certs[i], key, ret);
+        set_ocsp(cfg, o->more_ocsp[i]);
     }
     if (ret == 0 && o->ca) {
         what = "CA file";

@@ -14,6 +14,8 @@ struct tf_tls_opts {
     const char *cert, *key;      /* servers: the first (default) pair */
     const char *more_certs[TF_TOOL_MAX_CERTS], *more_keys[TF_TOOL_MAX_CERTS];  /* servers: more pairs (SNI) */
     size_t      nmore;
+    const char *ocsp;            /* servers: DER OCSP response stapled for the first pair */
+    const char *more_ocsp[TF_TOOL_MAX_CERTS];   /* ... for the others */
     const char *ca;              /* clients */
     int         insecure;        /* clients: TLSFLOW_VERIFY_NONE */
     const char *priority;

@@ -42,6 +42,9 @@ static const char usage[] =
 "  --cert FILE, --key FILE   certificate chain and key (PEM); repeat the pair for\n"
 "                            more names or key types (chosen by SNI and the client's\n"
 "                            signature algorithms; the first pair is the default)\n"
+"  --ocsp FILE               staple this DER OCSP response for the last --cert\n"
+"                            (reloaded on SIGHUP; a stale or mismatched one is not\n"
+"                            stapled, with an error line)\n"
 "  --self-signed             make an ECDSA P-256 key and certificate at start\n"
 "  --host H                  address to listen on (default 127.0.0.1)\n"
 "  --port N                  port (default 4433; 0 = any free port)\n"
@@ -236,6 +239,11 @@ static void log_loaded(const char *what, const struct tf_tls_opts *o)
     fprintf(stderr, PROG ": %s certificate %s (key %s)", what, o->cert, o->key ? o->key : o->cert);
     for (size_t i = 0; i < o->nmore; i++)
         fprintf(stderr, ", %s (key %s)", o->more_certs[i], o->more_keys[i] ? o->more_keys[i] : o->more_certs[i]);
+    if (o->ocsp)
+        fprintf(stderr, ", OCSP %s", o->ocsp);
+    for (size_t i = 0; i < o->nmore; i++)
+        if (o->more_ocsp[i])
+            fprintf(stderr, ", OCSP %s", o->more_ocsp[i]);
     if (o->ticket_key)
         fprintf(stderr, ", ticket key %s", o->ticket_key);
     fputc('\n', stderr);
@@ -327,7 +335,8 @@ static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
 
 enum { OPT_CERT = 256, OPT_KEY, OPT_SELF, OPT_HOST, OPT_PORT, OPT_ECHO, OPT_ROOT, OPT_THREADS,
        OPT_KTLS, OPT_PRIO, OPT_ALPN, OPT_ZC, OPT_NOPAD, OPT_STATS, OPT_GRACE, OPT_HELP,
-       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_SEND_TIMEOUT, OPT_TICKET_KEY };
+       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_SEND_TIMEOUT, OPT_TICKET_KEY,
+       OPT_OCSP };
 
 static const struct option long_opts[] = {
     {"cert", required_argument, NULL, OPT_CERT},
@@ -349,6 +358,7 @@ static const struct option long_opts[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
     {"ticket-key", required_argument, NULL, OPT_TICKET_KEY},
+    {"ocsp", required_argument, NULL, OPT_OCSP},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -409,6 +419,16 @@ int main(int argc, char **argv)
             break;
         case OPT_PRIO: tls.priority = optarg; break;
         case OPT_TICKET_KEY: tls.ticket_key = optarg; break;
+        case OPT_OCSP:   /* the response of the last --cert */
+            if (tls.nmore && !tls.more_ocsp[tls.nmore - 1])
+                tls.more_ocsp[tls.nmore - 1] = optarg;
+            else if (tls.cert && !tls.nmore && !tls.ocsp)
+                tls.ocsp = optarg;
+            else {
+                fprintf(stderr, PROG ": --ocsp FILE follows its --cert FILE\n");
+                goto bad;
+            }
+            break;
         case OPT_ALPN: tls.alpn = optarg; break;
         case OPT_ZC: zerocopy = 1; break;
         case OPT_NOPAD: nopad = 1; break;
