@@ -143,6 +143,9 @@ void    tf_hs_note_app_data(tf_session *hs);
 void    tf_hs_watch_key_updates(tf_session *hs);
 /* session.c: a server read the client's ClientHello (msg: its body). */
 void    tf_hs_client_hello(tf_session *hs, const gnutls_datum_t *msg);
+/* A ClientHello (body, or with its 4-byte header) whose first cipher suite
+ * that is not GREASE is a ChaCha20-Poly1305 one; false for anything cut short. */
+bool    tf_hs_lists_chacha_first(const uint8_t *p, size_t len);
 #define TF_MAX_KEY_UPDATES 32     /* in a row, without application data between them */
 int     tf_hs_uncork(tf_session *hs);   /* 0 or a GnuTLS error */
 bool    tf_hs_has_pending(const tf_session *hs);

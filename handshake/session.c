@@ -158,9 +158,8 @@ static bool is_chacha_suite(unsigned v)
     return v == 0x1303 || v == 0xcca8 || v == 0xcca9 || v == 0xccaa;
 }
 
-/* The client's first cipher suite that is not GREASE is a ChaCha20 one.
- * Hostile bytes: every length is checked before it is followed. */
-static bool lists_chacha_first(const uint8_t *p, size_t len)
+/* Hostile bytes: every length is checked before it is followed. */
+bool tf_hs_lists_chacha_first(const uint8_t *p, size_t len)
 {
     size_t off, n;
 
@@ -190,7 +189,7 @@ static bool lists_chacha_first(const uint8_t *p, size_t len)
 void tf_hs_client_hello(tf_session *hs, const gnutls_datum_t *msg)
 {
     if (hs->cfg->role == TLSFLOW_SERVER && hs->may_prefer_chacha && msg && msg->data)
-        hs->chacha_first = lists_chacha_first(msg->data, msg->size);
+        hs->chacha_first = tf_hs_lists_chacha_first(msg->data, msg->size);
 }
 
 /* After the ClientHello is parsed, before a suite is chosen. */
