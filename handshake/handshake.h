@@ -69,6 +69,10 @@ struct tlsflow_config {
     struct tf_config_live *live;
 };
 
+/* Setters: 0 with the config's lock held (the caller unlocks live->lock),
+ * -EINVAL (NULL) or -EBUSY (used) without it.  certs.c has the certificate
+ * setters. */
+int  tf_hs_config_lock(tlsflow_config *cfg);
 /* The priority a session of cfg starts with. */
 gnutls_priority_t tf_hs_config_priority(const tlsflow_config *cfg);
 /* config.c: called when a flow first uses the config (system trust, priority,
