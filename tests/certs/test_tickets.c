@@ -2,7 +2,9 @@
  * other's tickets; two configs (or processes) loading the same ticket key file
  * do, and with different keys they do not; two tlsflow-serve processes with
  * one --ticket-key resume each other's tickets for a tlsflow client and for
- * openssl s_client -sess_out/-sess_in; the key file's errors. */
+ * openssl s_client -sess_out/-sess_in, and keys rotate (a server whose
+ * clock runs past the ticket's window, with faketime, makes a full
+ * handshake); the key file's errors. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -135,16 +137,24 @@ TF_TEST(two_threads, 30)
 #ifdef TF_SERVE_BIN
 static const char *serve_bin = TF_SERVE_BIN;
 
-static tf_peer *serve(const char *key, int *port)
+/* at: NULL, or a faketime offset ("+3h") the server's clock runs at. */
+static tf_peer *serve_at(const char *key, const char *at, int *port)
 {
     tf_args a = { .n = 0 };
 
     *port = tf_free_port();
+    if (at)
+        tf_args_add(&a, "faketime", "-f", at, NULL);
     tf_args_add(&a, serve_bin, "--cert", TF_ECDSA_CERT, "--key", TF_ECDSA_KEY, "--echo", "--port",
                 tf_fmt("%d", *port), "--stats-interval", "0", NULL);
     if (key)
         tf_args_add(&a, "--ticket-key", key, NULL);
     return tf_serve(&a, *port);
+}
+
+static tf_peer *serve(const char *key, int *port)
+{
+    return serve_at(key, NULL, port);
 }
 
 TF_TEST(two_processes_tlsflow_client, 60)
@@ -169,36 +179,70 @@ TF_TEST(two_processes_tlsflow_client, 60)
     }
 }
 
-TF_TEST(two_processes_s_client, 60)
+/* s_client's session from port `from` presented to `to`: whether it was reused. */
+static bool s_client_resumes(int from, int to)
 {
     char sess[] = "/tmp/tlsflow-sess-XXXXXX";
     tf_args a = { .n = 0 }, b = { .n = 0 };
     tf_peer *p;
     char *log;
-    int p1, p2, fd = mkstemp(sess);
+    bool reused;
+    int fd = mkstemp(sess);
 
     assert_true(fd >= 0);
     close(fd);
-    serve(key_a, &p1);
-    serve(key_a, &p2);
     /* -ign_eof with a line in: s_client waits for the echo, by then the
      * TLS 1.3 ticket is in. */
     tf_args_add(&a, "sh", "-c", tf_fmt("echo hello | openssl s_client -connect 127.0.0.1:%d -CAfile %s "
-                                       "-ign_eof -sess_out %s", p1, TF_CA, sess), NULL);
+                                       "-ign_eof -sess_out %s", from, TF_CA, sess), NULL);
     p = tf_peer_startv(0, a.v);
-    tf_peer_wait_log(p, "hello", 5000);
+    if (tf_peer_wait_log(p, "hello", 5000))
+        fail_msg("no echo from port %d", from);
     tf_peer_stop(p);
-    tf_args_add(&b, "openssl", "s_client", "-connect", tf_fmt("127.0.0.1:%d", p2), "-CAfile", TF_CA,
+    tf_args_add(&b, "openssl", "s_client", "-connect", tf_fmt("127.0.0.1:%d", to), "-CAfile", TF_CA,
                 "-sess_in", sess, NULL);
     p = tf_peer_startv(TF_PEER_STDIN, b.v);
     tf_peer_close_stdin(p);
     tf_peer_wait(p, 5000);
     log = tf_peer_log(p);
-    if (!strstr(log, "Reused, TLSv1.3"))
-        fail_msg("s_client's session from one tlsflow-serve was not reused on the other:\n%s", log);
+    if (!strstr(log, "Reused, TLSv1.3") && !strstr(log, "New, TLSv1.3"))
+        fail_msg("s_client to port %d did not connect:\n%s", to, log);
+    reused = strstr(log, "Reused, TLSv1.3") != NULL;
     free(log);
     tf_peer_stop(p);
     unlink(sess);
+    return reused;
+}
+
+TF_TEST(two_processes_s_client, 60)
+{
+    int p1, p2, p3;
+
+    serve(key_a, &p1);
+    serve(key_a, &p2);
+    serve(key_b, &p3);
+    if (!s_client_resumes(p1, p2))
+        fail_msg("s_client's session from one tlsflow-serve was not reused on the other");
+    if (s_client_resumes(p1, p3))
+        fail_msg("a session was reused on a tlsflow-serve with another ticket key");
+}
+
+/* Keys rotate: a second server whose clock runs 3 hours ahead (the same or
+ * the next 6-hour window) still takes the ticket; 13 hours ahead, past its
+ * window, it is a full handshake. */
+TF_TEST(ticket_windows, 60)
+{
+    int now, later, much_later;
+
+    if (!tf_have_bin("faketime"))
+        TF_SKIP_TEST("faketime is missing");
+    serve(key_a, &now);
+    serve_at(key_a, "+3h", &later);
+    serve_at(key_a, "+13h", &much_later);
+    if (!s_client_resumes(now, later))
+        fail_msg("a ticket 3 hours old did not resume");
+    if (s_client_resumes(now, much_later))
+        fail_msg("a ticket 13 hours old resumed");
 }
 #endif
 
@@ -263,8 +307,10 @@ int main(int argc, char **argv)
 #ifdef TF_SERVE_BIN
     if (argc > 1)
         serve_bin = argv[1];
-    if (tf_have_bin("openssl"))
+    if (tf_have_bin("openssl")) {
         tests[n++] = (struct CMUnitTest)TF_CASE(two_processes_s_client);
+        tests[n++] = (struct CMUnitTest)TF_CASE(ticket_windows);
+    }
     tests[n++] = (struct CMUnitTest)TF_CASE(two_processes_tlsflow_client);
 #endif
     tests[n++] = (struct CMUnitTest)TF_CASE(key_file_errors);
