@@ -376,7 +376,9 @@ out:
  * good one lets the handshake finish.  0 or a GnuTLS error. */
 static int check_ocsp(tf_session *hs)
 {
-    if (hs->cfg->role != TLSFLOW_CLIENT || hs->cfg->ocsp == TLSFLOW_OCSP_OFF)
+    /* A resumed session sees no certificate: the handshake it resumes
+     * was checked. */
+    if (hs->cfg->role != TLSFLOW_CLIENT || hs->cfg->ocsp == TLSFLOW_OCSP_OFF || gnutls_session_is_resumed(hs->s))
         return 0;
     hs->ocsp_status = read_ocsp(hs);
     if (hs->ocsp_status == OCSP_REVOKED || (hs->cfg->ocsp == TLSFLOW_OCSP_REQUIRE && hs->ocsp_status != OCSP_GOOD)) {

@@ -218,7 +218,9 @@ int  tlsflow_config_set_ocsp_file(tlsflow_config *cfg, const char *der_file);
  * unless a good one came; OFF neither reports nor requires one.  GnuTLS 3.7
  * asks every server for a response and, under TLSFLOW_VERIFY_REQUIRED,
  * itself refuses a certificate whose stapled response says revoked or cannot
- * be believed, whatever the mode.  A response is checked against the trust
+ * be believed, whatever the mode.  A resumed session has no certificate
+ * exchange: ocsp_status 0, and REQUIRE held for the handshake it resumes.
+ * A response is checked against the trust
  * store (none is loaded under TLSFLOW_VERIFY_NONE: every response then reads
  * invalid).  0, -EINVAL (a server config, a bad mode), -EBUSY once used. */
 typedef enum { TLSFLOW_OCSP_OFF, TLSFLOW_OCSP_CHECK, TLSFLOW_OCSP_REQUIRE } tlsflow_ocsp_mode;

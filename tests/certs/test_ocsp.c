@@ -171,6 +171,34 @@ TF_TEST(server_staples_tlsflow_client, 30)
     }
 }
 
+/* REQUIRE holds for the full handshake; the one resuming it has no
+ * certificate exchange and opens. */
+TF_TEST(require_then_resume, 30)
+{
+    struct server s;
+    tlsflow_config *c = tf_client_config(NULL, TF_CA);
+    tlsflow_info info;
+    tf_done con, cl;
+
+    server_start(&s, true);
+    assert_int_equal(tlsflow_config_set_ocsp(c, TLSFLOW_OCSP_REQUIRE), 0);
+    for (int i = 0; i < 2; i++) {
+        tf_done rd;
+        if (tf_connect_fd_sync(s.loop, c, s.port, &con, 5000))
+            fail_msg("connection %d: %s", i, con.message);
+        assert_int_equal(tlsflow_get_info(con.flow, &info), 0);
+        assert_int_equal(info.resumed, i);
+        assert_int_equal(info.ocsp_status, i ? TLSFLOW_OCSP_STATUS_NONE : TLSFLOW_OCSP_STATUS_GOOD);
+        /* The read brings the TLS 1.3 ticket in, then the server's close_notify. */
+        tf_read_sync(s.loop, con.flow, &rd, 5000);
+        assert_int_equal(rd.status, TLSFLOW_EOF);
+        tf_close_sync(s.loop, con.flow, &cl, 5000);
+        tlsflow_free(con.flow);
+    }
+    server_stop(&s);
+    tlsflow_config_free(c);
+}
+
 #ifdef TF_SERVE_BIN
 static const char *serve_bin = TF_SERVE_BIN;
 
@@ -313,6 +341,7 @@ int main(int argc, char **argv)
     tests[n++] = (struct CMUnitTest)TF_CASE(server_staples_s_client);
     tests[n++] = (struct CMUnitTest)TF_CASE(server_staples_gnutls_cli);
     tests[n++] = (struct CMUnitTest)TF_CASE(server_staples_tlsflow_client);
+    tests[n++] = (struct CMUnitTest)TF_CASE(require_then_resume);
 #ifdef TF_SERVE_BIN
     if (argc > 1)
         serve_bin = argv[1];
