@@ -144,10 +144,60 @@ TF_TEST(client_auth, 30)
     tf_accepts_free(&acc);
 }
 
+/* A resumed session: the server still knows who the client is. */
+TF_TEST(client_auth_resumed, 30)
+{
+    static const tlsflow_verify modes[] = { TLSFLOW_VERIFY_OPTIONAL, TLSFLOW_VERIFY_REQUIRED };
+    static const char *const prios[] = { "NORMAL:-VERS-ALL:+VERS-TLS1.3", "NORMAL:-VERS-ALL:+VERS-TLS1.2" };
+
+    for (int m = 0; m < 2; m++)
+        for (int v = 0; v < 2; v++) {
+            tlsflow_loop *loop = tf_loop_new();
+            tlsflow_config *cfg = tf_server_config(TF_RSA_CERT, TF_RSA_KEY, NULL);
+            tlsflow_config *c = tf_client_config(prios[v], TF_CA);
+            tlsflow_listener *ls;
+            tf_accepts acc = { 0 };
+            gnutls_datum_t der;
+
+            assert_int_equal(tlsflow_config_set_ca_file(cfg, TF_CA), 0);
+            assert_int_equal(tlsflow_config_set_verify(cfg, modes[m]), 0);
+            assert_int_equal(tlsflow_config_set_cert_file(c, TF_CLIENT_CERT, TF_CLIENT_KEY), 0);
+            assert_int_equal(tlsflow_listen(loop, cfg, "127.0.0.1", "0", tf_accepts_on_flow, &acc, &ls), 0);
+            leaf_der(TF_CLIENT_CERT, &der);
+            for (int i = 0; i < 2; i++) {
+                tf_done con, rd, cl;
+                tlsflow_info info;
+                if (tf_connect_fd_sync(loop, c, tlsflow_listener_port(ls), &con, 5000))
+                    fail_msg("connection %d: %s", i, con.message);
+                assert_int_equal(tlsflow_get_info(con.flow, &info), 0);
+                if (info.resumed != i)
+                    fail_msg("%s, %s: connection %d resumed %d", m ? "required" : "optional", v ? "TLS 1.2" : "TLS 1.3",
+                             i, info.resumed);
+                tf_read_sync(loop, con.flow, &rd, 5000);   /* the ticket, then the server's close_notify */
+                tf_close_sync(loop, con.flow, &cl, 5000);
+                tlsflow_free(con.flow);
+                TF_RUN_UNTIL(loop, acc.n > i, 5000);
+                if (!acc.a[i].ok)
+                    fail_msg("connection %d refused: %s", i, acc.a[i].message);
+                if (acc.a[i].info.peer_verify_status != 0 || acc.a[i].nchain < 1 ||
+                    acc.a[i].chain_len[0] != der.size || memcmp(acc.a[i].chain[0], der.data, der.size))
+                    fail_msg("%s, %s, connection %d (resumed %d): status 0x%x, %zu certificates", m ? "required" : "optional",
+                             v ? "TLS 1.2" : "TLS 1.3", i, acc.a[i].info.resumed, acc.a[i].info.peer_verify_status,
+                             acc.a[i].nchain);
+            }
+            gnutls_free(der.data);
+            tlsflow_listener_close(ls);
+            tlsflow_loop_free(loop);
+            tlsflow_config_free(cfg);
+            tlsflow_config_free(c);
+            tf_accepts_free(&acc);
+        }
+}
+
 int main(void)
 {
     static struct run runs[3 * 3 * 3];
-    static struct CMUnitTest tests[3 * 3 * 3];   /* static: tf_name's names stay reachable */
+    static struct CMUnitTest tests[3 * 3 * 3 + 1];   /* static: tf_name's names stay reachable */
     static const tlsflow_verify modes[] = { TLSFLOW_VERIFY_REQUIRED, TLSFLOW_VERIFY_OPTIONAL, TLSFLOW_VERIFY_NONE };
     size_t n = 0;
 
@@ -161,5 +211,6 @@ int main(void)
                     &runs[n]);
                 n++;
             }
+    tests[n++] = (struct CMUnitTest)TF_CASE(client_auth_resumed);
     return _cmocka_run_group_tests("certs_client_auth", tests, n, NULL, NULL);
 }
