@@ -1,15 +1,57 @@
-/* Configurations: credentials and policy, frozen at first use. */
+/* Configurations: credentials and policy, frozen at first use, reference
+ * counted (flows, connects and listeners keep the config they started with). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "handshake/handshake.h"
 
-/* AES-GCM first: with AES-NI it is ~14x faster than GnuTLS's ChaCha20 here, and
- * the kernel takes all of these ciphers. */
-static const char default_priority[] =
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
-    "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM";
+/* Servers choose by their own order (%SERVER_PRECEDENCE): clients such as
+ * Safari list ChaCha20 first, and GnuTLS's userspace ChaCha20 runs ~14x
+ * slower than its AES-GCM on a CPU with AES instructions.  The kernel's
+ * ChaCha20 is fast: where the kernel takes both keys, a client that lists
+ * ChaCha20 first (likely one without AES instructions) gets it
+ * (session.c, the ClientHello hook), as OpenSSL's PRIORITIZE_CHACHA does.
+ * Every cipher here is one the kernel takes. */
+static const char aes_first[] =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:"
+    "+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM";
+static const char server_aes_first[] =
+    "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:"
+    "+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM";
+static const char server_chacha_first[] =
+    "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:"
+    "+CHACHA20-POLY1305:+AES-128-GCM:+AES-256-GCM:+AES-128-CCM";
+
+bool tf_hs_cpu_has_aes(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("aes");
+#elif defined(__aarch64__)
+    return (getauxval(AT_HWCAP) & HWCAP_AES) != 0;
+#else
+    return true;     /* unknown: AES-GCM first, as before */
+#endif
+}
+
+bool tf_hs_kernel_chacha(const tlsflow_config *cfg)
+{
+    static const unsigned versions[] = { TLS_1_2_VERSION, TLS_1_3_VERSION };
+
+    if (cfg->ktls == TLSFLOW_KTLS_OFF || cfg->test_ktls_tx_only)
+        return false;
+    /* The probe ran at tlsflow_loop_new: these are cached answers. */
+    for (size_t i = 0; i < 2; i++)
+        if (tf_ktls_probe(versions[i], TF_CIPHER_CHACHA20_POLY1305, TF_KTLS_TX) < 0 ||
+            tf_ktls_probe(versions[i], TF_CIPHER_CHACHA20_POLY1305, TF_KTLS_RX) < 0)
+            return false;
+    return true;
+}
 
 static void init_gnutls_once(void)
 {
@@ -41,23 +83,23 @@ TLSFLOW_PUBLIC int tlsflow_config_new(tlsflow_config **out, tlsflow_role role)
     cfg->verify = role == TLSFLOW_CLIENT ? TLSFLOW_VERIFY_REQUIRED : TLSFLOW_VERIFY_NONE;
     cfg->ktls = TLSFLOW_KTLS_AUTO;
     cfg->handshake_timeout_ms = 30000;
+    cfg->ocsp = TLSFLOW_OCSP_CHECK;
     cfg->receive_budget = 64 * 1024;
     if (gnutls_certificate_allocate_credentials(&cfg->cred) < 0) {
         free(block);
         return -ENOMEM;
     }
     pthread_mutex_init(&cfg->live->lock, NULL);
+    atomic_init(&cfg->live->refs, 1);
     *out = cfg;
     return 0;
 }
 
-TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
+static void config_destroy(struct config_block *block)
 {
-    struct tf_config_live *live;
+    tlsflow_config *cfg = &block->cfg;
+    struct tf_config_live *live = &block->live;
 
-    if (!cfg)
-        return;
-    live = cfg->live;
     gnutls_certificate_free_credentials(cfg->cred);
     if (cfg->priority)
         gnutls_priority_deinit(cfg->priority);
@@ -66,6 +108,8 @@ TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
         free(cfg->alpn[i].data);
     if (live->default_priority)
         gnutls_priority_deinit(live->default_priority);
+    if (live->chacha_priority)
+        gnutls_priority_deinit(live->chacha_priority);
     if (live->ticket_key.data) {
         gnutls_memset(live->ticket_key.data, 0, live->ticket_key.size);
         gnutls_free(live->ticket_key.data);
@@ -75,7 +119,30 @@ TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
         tf_hs_datum_wipe(&live->cache[i].data);
     }
     pthread_mutex_destroy(&live->lock);
-    free(cfg);   /* the start of its config_block */
+    free(block);
+}
+
+void tf_hs_config_ref(const tlsflow_config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->live->refs, 1, memory_order_relaxed);
+}
+
+/* The block is reached through the live part, which is mutable by design:
+ * no const is cast away. */
+void tf_hs_config_unref(const tlsflow_config *cfg)
+{
+    struct tf_config_live *live = cfg->live;
+
+    if (atomic_fetch_sub_explicit(&live->refs, 1, memory_order_acq_rel) == 1)
+        config_destroy((struct config_block *)(void *)((char *)live - offsetof(struct config_block, live)));
+}
+
+/* Drops the caller's reference: flows and listeners still using the config
+ * keep it alive, and the last of them frees it. */
+TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
+{
+    if (cfg)
+        tf_hs_config_unref(cfg);
 }
 
 /* Setters check and write in one step under the config's lock, the lock
@@ -84,7 +151,7 @@ TLSFLOW_PUBLIC void tlsflow_config_free(tlsflow_config *cfg)
  * changed the config before any flow used it, and one that returns -EBUSY
  * changed nothing.  0 with the lock held (the caller unlocks), else an error
  * without it. */
-static int lock_mutable(tlsflow_config *cfg)
+int tf_hs_config_lock(tlsflow_config *cfg)
 {
     if (!cfg)
         return -EINVAL;
@@ -104,32 +171,9 @@ static int gnutls_to_errno(int ret)
     }
 }
 
-TLSFLOW_PUBLIC int tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem,
-                                                const char *key_pem)
-{
-    int ret = lock_mutable(cfg);
-
-    if (ret)
-        return ret;
-    if (!cert_pem || !key_pem) {
-        ret = -EINVAL;
-        goto out;
-    }
-    ret = gnutls_certificate_set_x509_key_file(cfg->cred, cert_pem, key_pem, GNUTLS_X509_FMT_PEM);
-    if (ret < 0) {
-        ret = gnutls_to_errno(ret);
-        goto out;
-    }
-    cfg->has_cert = true;
-    ret = 0;
-out:
-    pthread_mutex_unlock(&cfg->live->lock);
-    return ret;
-}
-
 TLSFLOW_PUBLIC int tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem)
 {
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -152,7 +196,7 @@ out:
 
 TLSFLOW_PUBLIC int tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify mode)
 {
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -169,7 +213,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_priority(tlsflow_config *cfg, const char *
 {
     gnutls_priority_t p = NULL, old;
     char *copy = NULL, *old_str;
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -207,7 +251,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_alpn(tlsflow_config *cfg, const char *cons
                                            size_t count)
 {
     gnutls_datum_t list[TF_ALPN_MAX] = { { 0 } };
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -244,7 +288,7 @@ out:
 
 TLSFLOW_PUBLIC int tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mode mode)
 {
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -258,7 +302,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mod
 
 TLSFLOW_PUBLIC int tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, unsigned ms)
 {
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -269,7 +313,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, uns
 
 TLSFLOW_PUBLIC int tlsflow_config_set_receive_budget(tlsflow_config *cfg, size_t bytes)
 {
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -283,7 +327,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_receive_budget(tlsflow_config *cfg, size_t
 
 TLSFLOW_PUBLIC int tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled)
 {
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -294,7 +338,7 @@ TLSFLOW_PUBLIC int tlsflow_config_set_resumption(tlsflow_config *cfg, int enable
 
 TLSFLOW_PUBLIC int tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags)
 {
-    int ret = lock_mutable(cfg);
+    int ret = tf_hs_config_lock(cfg);
 
     if (ret)
         return ret;
@@ -304,6 +348,11 @@ TLSFLOW_PUBLIC int tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned f
         cfg->ktls_flags = flags;
     pthread_mutex_unlock(&cfg->live->lock);
     return ret;
+}
+
+gnutls_priority_t tf_hs_config_priority(const tlsflow_config *cfg)
+{
+    return cfg->priority ? cfg->priority : cfg->live->default_priority;
 }
 
 int tf_hs_config_freeze(const tlsflow_config *cfg)
@@ -325,9 +374,19 @@ int tf_hs_config_freeze(const tlsflow_config *cfg)
         }
     }
     if (!cfg->priority && !live->default_priority) {
-        ret = gnutls_priority_init2(&live->default_priority, default_priority, NULL, 0);
+        bool server = cfg->role == TLSFLOW_SERVER;
+        /* Without AES instructions ChaCha20 is the faster one everywhere. */
+        ret = gnutls_priority_init2(&live->default_priority,
+                                    !server ? aes_first
+                                            : tf_hs_cpu_has_aes() ? server_aes_first
+                                                                  : server_chacha_first,
+                                    NULL, 0);
+        if (ret == 0 && server)
+            ret = gnutls_priority_init2(&live->chacha_priority, server_chacha_first, NULL, 0);
         if (ret < 0) {
-            live->default_priority = NULL;
+            if (live->default_priority)
+                gnutls_priority_deinit(live->default_priority);
+            live->default_priority = live->chacha_priority = NULL;
             ret = -EINVAL;
             goto out;
         }

@@ -7,6 +7,7 @@
 
 #include <gnutls/gnutls.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,9 +32,15 @@ struct tf_ticket {
  * this part is reached through its `live` pointer, which points to mutable
  * memory by design, and is allocated with the config (config.c). */
 struct tf_config_live {
-    pthread_mutex_t   lock;        /* guards all of this; setters check and write under it */
+    /* The caller's reference (tlsflow_config_new .. tlsflow_config_free), one
+     * per flow, connect and listener using the config: the last drop frees it. */
+    atomic_uint       refs;
+    pthread_mutex_t   lock;        /* guards what follows; setters check and write under it */
     bool              frozen;      /* used by a flow: setters refuse with -EBUSY */
-    gnutls_priority_t default_priority;  /* made at freeze when no priority was set */
+    /* Made at freeze when no priority was set: servers prefer by the server's
+     * order (tf_hs_server_priority says which); clients use the first. */
+    gnutls_priority_t default_priority;   /* AES-GCM first (clients, and servers on AES CPUs) */
+    gnutls_priority_t chacha_priority;    /* servers: ChaCha20 first */
     gnutls_datum_t    ticket_key;  /* servers: made at freeze */
     struct tf_ticket  cache[TF_CACHE_SLOTS];   /* clients: the newest ticket per server */
     uint64_t          cache_clock;
@@ -53,6 +60,8 @@ struct tlsflow_config {
     uint64_t        test_tx_record_limit;
     gnutls_certificate_credentials_t cred;
     bool            has_ca, has_cert;
+    size_t          ncerts;              /* certificate/key pairs loaded */
+    tlsflow_ocsp_mode ocsp;              /* clients: what a stapled OCSP response must be */
     char           *priority_str;
     gnutls_priority_t priority;          /* the one set; NULL: live->default_priority */
     gnutls_datum_t  alpn[TF_ALPN_MAX];
@@ -60,9 +69,25 @@ struct tlsflow_config {
     struct tf_config_live *live;
 };
 
+/* Setters: 0 with the config's lock held (the caller unlocks live->lock),
+ * -EINVAL (NULL) or -EBUSY (used) without it.  certs.c has the certificate
+ * setters. */
+int  tf_hs_config_lock(tlsflow_config *cfg);
+/* The priority a session of cfg starts with. */
+gnutls_priority_t tf_hs_config_priority(const tlsflow_config *cfg);
 /* config.c: called when a flow first uses the config (system trust, priority,
  * servers' ticket key). */
 int  tf_hs_config_freeze(const tlsflow_config *cfg);
+/* A flow, connect or listener keeps the config it started with: a reference
+ * each; the last unref frees it (any thread). */
+void tf_hs_config_ref(const tlsflow_config *cfg);
+void tf_hs_config_unref(const tlsflow_config *cfg);
+/* The CPU has AES instructions (AES-NI, ARMv8 AES): GnuTLS's AES-GCM is then
+ * far faster than its ChaCha20. */
+bool tf_hs_cpu_has_aes(void);
+/* The kernel takes ChaCha20-Poly1305 keys in both directions for TLS 1.2 and
+ * 1.3 (the probe of tlsflow_loop_new) and cfg lets keys go there. */
+bool tf_hs_kernel_chacha(const tlsflow_config *cfg);
 
 /* One TLS session in the making or made. */
 typedef struct tf_session {
@@ -75,8 +100,13 @@ typedef struct tf_session {
     bool             ticket_saved;
     bool             handshake_done;
     bool             whole_records;  /* pull hands GnuTLS only complete records */
-    size_t           granted;
-    unsigned         optional_status; /* a server's OPTIONAL check of a sent certificate */        /* bytes of the record being read that GnuTLS may take */
+    size_t           granted;        /* bytes of the record being read that GnuTLS may take */
+    unsigned         optional_status; /* clients with OPTIONAL: the server's certificate's verify
+                                         status; servers that asked: the client's (why it failed) */
+    bool             peer_cert_checked; /* servers that asked: the client's certificate was verified */
+    int              ocsp_status;    /* clients: tlsflow_info.ocsp_status */
+    bool             may_prefer_chacha; /* servers: our default order, and the kernel takes ChaCha20 */
+    bool             chacha_first;   /* ... and the client listed ChaCha20 first */
     tf_buf          *post_out;       /* handshake messages GnuTLS sends after the handshake */
     tf_buf           post_in;        /* kernel path: handshake bytes not yet a whole message */
     unsigned         key_updates;    /* the peer's KeyUpdates since its last application data */
@@ -113,7 +143,13 @@ int     tf_hs_alert_for(int gnutls_err);
 void    tf_hs_alert(tf_session *hs, int desc);
 /* Application data came: the KeyUpdate count starts again. */
 void    tf_hs_note_app_data(tf_session *hs);
+/* Installs the session's handshake hook (KeyUpdates, the ClientHello). */
 void    tf_hs_watch_key_updates(tf_session *hs);
+/* session.c: a server read the client's ClientHello (msg: its body). */
+void    tf_hs_client_hello(tf_session *hs, const gnutls_datum_t *msg);
+/* A ClientHello (body, or with its 4-byte header) whose first cipher suite
+ * that is not GREASE is a ChaCha20-Poly1305 one; false for anything cut short. */
+bool    tf_hs_lists_chacha_first(const uint8_t *p, size_t len);
 #define TF_MAX_KEY_UPDATES 32     /* in a row, without application data between them */
 int     tf_hs_uncork(tf_session *hs);   /* 0 or a GnuTLS error */
 bool    tf_hs_has_pending(const tf_session *hs);

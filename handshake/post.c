@@ -79,10 +79,21 @@ static int key_update_hook(gnutls_session_t s, unsigned htype, unsigned when, un
     return 0;
 }
 
+/* A session has one hook: it serves the KeyUpdate count and the server's
+ * look at the ClientHello's cipher order (session.c). */
+static int handshake_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                          const gnutls_datum_t *msg)
+{
+    if (htype == GNUTLS_HANDSHAKE_KEY_UPDATE)
+        return key_update_hook(s, htype, when, incoming, msg);
+    if (htype == GNUTLS_HANDSHAKE_CLIENT_HELLO && incoming)
+        tf_hs_client_hello(gnutls_transport_get_ptr(s), msg);
+    return 0;
+}
+
 void tf_hs_watch_key_updates(tf_session *hs)
 {
-    gnutls_handshake_set_hook_function(hs->s, GNUTLS_HANDSHAKE_KEY_UPDATE, GNUTLS_HOOK_PRE,
-                                       key_update_hook);
+    gnutls_handshake_set_hook_function(hs->s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_PRE, handshake_hook);
 }
 
 /* One whole message to GnuTLS (it refuses a KeyUpdate followed by other

@@ -5,7 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
+#include <gnutls/ocsp.h>
 #include <gnutls/socket.h>
+#include <gnutls/x509.h>
 
 #include "handshake/handshake.h"
 
@@ -141,6 +145,63 @@ void tf_hs_note_ticket(tf_session *hs)
         tf_hs_datum_wipe(&data);
 }
 
+/* ---- Server cipher order: ChaCha20 for clients that ask for it first ----
+ * Only where the kernel takes ChaCha20 keys both ways (config.c says why). */
+
+static bool is_grease(unsigned v)
+{
+    return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff);   /* RFC 8701 */
+}
+
+static bool is_chacha_suite(unsigned v)
+{
+    return v == 0x1303 || v == 0xcca8 || v == 0xcca9 || v == 0xccaa;
+}
+
+/* Hostile bytes: every length is checked before it is followed. */
+bool tf_hs_lists_chacha_first(const uint8_t *p, size_t len)
+{
+    size_t off, n;
+
+    /* Tolerate the 4-byte handshake header in front of the body. */
+    if (len >= 4 && p[0] == 1 && (((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3]) == len - 4) {
+        p += 4;
+        len -= 4;
+    }
+    off = 2 + 32;                         /* legacy_version, random */
+    if (len < off + 1)
+        return false;
+    off += 1 + (size_t)p[off];            /* legacy_session_id */
+    if (len < off + 2)
+        return false;
+    n = ((size_t)p[off] << 8) | p[off + 1];
+    off += 2;
+    if (n > len - off)
+        return false;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        unsigned v = ((unsigned)p[off + i] << 8) | p[off + i + 1];
+        if (!is_grease(v))
+            return is_chacha_suite(v);
+    }
+    return false;
+}
+
+void tf_hs_client_hello(tf_session *hs, const gnutls_datum_t *msg)
+{
+    if (hs->cfg->role == TLSFLOW_SERVER && hs->may_prefer_chacha && msg && msg->data)
+        hs->chacha_first = tf_hs_lists_chacha_first(msg->data, msg->size);
+}
+
+/* After the ClientHello is parsed, before a suite is chosen. */
+static int post_client_hello(gnutls_session_t s)
+{
+    tf_session *hs = gnutls_transport_get_ptr(s);
+
+    if (hs->chacha_first && hs->cfg->live->chacha_priority)
+        return gnutls_priority_set(s, hs->cfg->live->chacha_priority);
+    return 0;
+}
+
 /* ---- Set-up ---- */
 
 static bool is_ip_literal(const char *name)
@@ -193,7 +254,7 @@ int tf_hs_session_init(tf_session *hs, const tlsflow_config *cfg, const char *se
         ret = GNUTLS_E_MEMORY_ERROR;
         goto fail;
     }
-    ret = gnutls_priority_set(hs->s, cfg->priority ? cfg->priority : cfg->live->default_priority);
+    ret = gnutls_priority_set(hs->s, tf_hs_config_priority(cfg));
     if (ret < 0)
         goto fail;
     ret = gnutls_credentials_set(hs->s, GNUTLS_CRD_CERTIFICATE, cfg->cred);
@@ -206,6 +267,12 @@ int tf_hs_session_init(tf_session *hs, const tlsflow_config *cfg, const char *se
             goto fail;
     }
     if (cfg->role == TLSFLOW_SERVER) {
+        /* Our default order prefers AES-GCM (an AES CPU): a ChaCha20-first
+         * client is let have ChaCha20 where the kernel will run it. */
+        if (!cfg->priority && tf_hs_cpu_has_aes() && tf_hs_kernel_chacha(cfg)) {
+            hs->may_prefer_chacha = true;     /* tf_hs_client_hello looks */
+            gnutls_handshake_set_post_client_hello_function(hs->s, post_client_hello);
+        }
         if (!cfg->no_resumption) {
             ret = gnutls_session_ticket_enable_server(hs->s, &cfg->live->ticket_key);
             if (ret < 0)
@@ -259,6 +326,77 @@ static int handshake_step(tf_session *hs)
 
 static void remember_names(tf_session *hs);
 
+/* ---- OCSP: what the server stapled, as tlsflow_info.ocsp_status ---- */
+enum { OCSP_NONE = 0, OCSP_GOOD = 1, OCSP_REVOKED = 2, OCSP_INVALID = 3 };
+/* RFC 6066 bad_certificate_status_response; GnuTLS 3.7 has no name for it. */
+#define ALERT_BAD_STATUS_RESPONSE ((gnutls_alert_description_t)113)
+
+/* Believed only when it is about the leaf the server sent, signed by a
+ * signer our trust list vouches for, and not past its nextUpdate. */
+static int read_ocsp(tf_session *hs)
+{
+    gnutls_ocsp_resp_t resp = NULL;
+    gnutls_x509_crt_t leaf = NULL;
+    gnutls_x509_trust_list_t tl = NULL;
+    const gnutls_datum_t *peers;
+    gnutls_datum_t d;
+    unsigned n = 0, verify = 0, cs = 0;
+    time_t next = -1, this_upd, revoked_at;   /* GnuTLS 3.7.9 wants every pointer for a revoked one */
+    unsigned reason;
+    int st = OCSP_INVALID;
+
+    if (gnutls_ocsp_status_request_get(hs->s, &d) < 0)
+        return OCSP_NONE;
+    peers = gnutls_certificate_get_peers(hs->s, &n);
+    if (!peers || n == 0)
+        return OCSP_INVALID;
+    if (gnutls_ocsp_resp_init(&resp) < 0 || gnutls_x509_crt_init(&leaf) < 0)
+        goto out;
+    if (gnutls_ocsp_resp_import(resp, &d) < 0 || gnutls_x509_crt_import(leaf, &peers[0], GNUTLS_X509_FMT_DER) < 0)
+        goto out;
+    if (gnutls_ocsp_resp_check_crt(resp, 0, leaf) < 0 ||
+        gnutls_ocsp_resp_get_single(resp, 0, NULL, NULL, NULL, NULL, &cs, &this_upd, &next, &revoked_at,
+                                    &reason) < 0)
+        goto out;
+    gnutls_certificate_get_trust_list(hs->cfg->cred, &tl);
+    if (!tl || gnutls_ocsp_resp_verify(resp, tl, &verify, 0) < 0 || verify)
+        goto out;
+    if (next != -1 && next < time(NULL))
+        goto out;   /* stale */
+    st = cs == GNUTLS_OCSP_CERT_GOOD ? OCSP_GOOD : cs == GNUTLS_OCSP_CERT_REVOKED ? OCSP_REVOKED : OCSP_INVALID;
+out:
+    if (leaf)
+        gnutls_x509_crt_deinit(leaf);
+    if (resp)
+        gnutls_ocsp_resp_deinit(resp);
+    return st;
+}
+
+/* Clients: the stapled response's verdict; with TLSFLOW_OCSP_REQUIRE only a
+ * good one lets the handshake finish.  0 or a GnuTLS error. */
+static int check_ocsp(tf_session *hs)
+{
+    /* A resumed session sees no certificate: the handshake it resumes
+     * was checked. */
+    if (hs->cfg->role != TLSFLOW_CLIENT || hs->cfg->ocsp == TLSFLOW_OCSP_OFF || gnutls_session_is_resumed(hs->s))
+        return 0;
+    hs->ocsp_status = read_ocsp(hs);
+    if (hs->ocsp_status == OCSP_REVOKED || (hs->cfg->ocsp == TLSFLOW_OCSP_REQUIRE && hs->ocsp_status != OCSP_GOOD)) {
+        if (hs->ocsp_status == OCSP_REVOKED && hs->cfg->ocsp != TLSFLOW_OCSP_REQUIRE &&
+            hs->cfg->verify != TLSFLOW_VERIFY_REQUIRED)
+            return 0;   /* OPTIONAL/NONE report it, they do not fail */
+        hs->optional_status = GNUTLS_CERT_INVALID |
+                              (hs->ocsp_status == OCSP_NONE      ? GNUTLS_CERT_MISSING_OCSP_STATUS
+                               : hs->ocsp_status == OCSP_REVOKED ? GNUTLS_CERT_REVOKED
+                                                                 : GNUTLS_CERT_INVALID_OCSP_STATUS);
+        gnutls_alert_send(hs->s, GNUTLS_AL_FATAL, hs->ocsp_status == OCSP_REVOKED
+                                                      ? GNUTLS_A_CERTIFICATE_REVOKED
+                                                      : ALERT_BAD_STATUS_RESPONSE);
+        return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+    }
+    return 0;
+}
+
 int tf_hs_handshake(tf_session *hs)
 {
     int ret = handshake_step(hs);
@@ -281,6 +419,16 @@ int tf_hs_handshake(tf_session *hs)
             return ret;
         }
     }
+    /* A server that asked: what tlsflow_info says of the client's
+     * certificate.  Sent ones were verified above (OPTIONAL) or by GnuTLS
+     * (REQUIRED); none sent (OPTIONAL) is not trusted. */
+    if (ret == 0 && hs->cfg->role == TLSFLOW_SERVER && hs->cfg->verify != TLSFLOW_VERIFY_NONE) {
+        unsigned n = 0;
+        hs->optional_status = gnutls_certificate_get_peers(hs->s, &n) && n ? 0 : GNUTLS_CERT_INVALID;
+        hs->peer_cert_checked = true;
+    }
+    if (ret == 0 && (ret = check_ocsp(hs)) < 0)
+        return ret;
     if (ret == 0) {
         hs->handshake_done = true;
         remember_names(hs);
@@ -325,8 +473,10 @@ void tf_hs_info(const tf_session *hs, tlsflow_info *out)
     out->alpn = hs->alpn[0] ? hs->alpn : NULL;
     out->server_name = hs->server_name;
     out->resumed = gnutls_session_is_resumed(hs->s) != 0;
-    out->peer_verify_status = hs->cfg->role == TLSFLOW_CLIENT && hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL
-                                  ? hs->optional_status : 0;
+    if (hs->cfg->role == TLSFLOW_CLIENT ? hs->cfg->verify == TLSFLOW_VERIFY_OPTIONAL
+                                        : hs->peer_cert_checked)
+        out->peer_verify_status = hs->optional_status;
+    out->ocsp_status = hs->ocsp_status;
 }
 
 bool tf_hs_gnutls_owns_ktls(const tf_session *hs)

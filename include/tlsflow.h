@@ -15,6 +15,8 @@
  *    (where TLSFLOW_RING_FLAGS ties the ring to a thread, see
  *    tlsflow_loop_ring_setup: the first to run it, which must also free it).
  *    A config is read-only once a flow used it and may be shared across loops.
+ *    Configs are reference counted: every flow, connect and listener keeps the
+ *    config it started with, so tlsflow_config_free may come at any time.
  *  - No data-path call blocks: tlsflow_connect resolves names on a resolver
  *    thread, sendfile reads through the loop; tlsflow_loop_run* wait only for
  *    the loop's own events.  Three calls may wait, none on a peer: tlsflow_listen
@@ -164,15 +166,23 @@ typedef enum { TLSFLOW_VERIFY_REQUIRED, TLSFLOW_VERIFY_OPTIONAL, TLSFLOW_VERIFY_
  * listener used cfg; the file setters also -ENOENT (unreadable), -ENOMEM; all
  * copy their strings. */
 int  tlsflow_config_new(tlsflow_config **out, tlsflow_role role);
-void tlsflow_config_free(tlsflow_config *cfg);   /* after the last flow using it is freed */
-/* -EINVAL also for a file GnuTLS cannot parse or a key that does not match. */
+/* Drops the caller's reference; flows and listeners using cfg keep theirs and
+ * the last of them frees it.  NULL: nothing. */
+void tlsflow_config_free(tlsflow_config *cfg);
+/* Servers: a certificate chain and its key (PEM), loaded at the call; the
+ * same as tlsflow_config_add_cert_file (the first pair is the default).
+ * 0, -EINVAL, -ENOENT (a file missing or unreadable), -EBADMSG (not a PEM
+ * certificate or key), -EKEYREJECTED (the key is not the certificate's),
+ * -EBUSY once used, -ENOMEM. */
 int  tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem, const char *key_pem);
 int  tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem);  /* clients default to the system trust store */
 /* Clients default to REQUIRED (the handshake fails on an untrusted or
  * misnamed certificate); OPTIONAL verifies and reports the result in
  * tlsflow_info.peer_verify_status without failing; NONE does not verify.
  * Servers default to NONE (no client certificate asked); OPTIONAL asks for one
- * and verifies it when given, REQUIRED demands one. */
+ * and verifies it when given (an untrusted one fails the handshake), REQUIRED
+ * demands one.  Servers that asked read the client's chain with
+ * tlsflow_get_peer_certificate and its status in tlsflow_info. */
 int  tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify mode);
 /* Checked now: -EINVAL for a string GnuTLS refuses; -ENOMEM. */
 int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priority);
@@ -197,6 +207,12 @@ int  tlsflow_config_set_receive_budget(tlsflow_config *cfg, size_t bytes);
 /* Clients keep the newest session ticket per server and resume with it;
  * servers issue tickets.  Default on; 0 turns both off. */
 int  tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled);
+/* Without tlsflow_config_set_priority, servers choose the cipher by their own
+ * order (%SERVER_PRECEDENCE): AES-GCM first on a CPU with AES instructions
+ * (GnuTLS's userspace ChaCha20 is far slower there), ChaCha20 first on one
+ * without; where this kernel takes ChaCha20 keys in both directions (probed
+ * at tlsflow_loop_new) and the config lets keys go there, a client that lists
+ * ChaCha20 first gets it. */
 /* Opt-in kernel TLS tuning, applied where the kernel has it (ignored otherwise):
  * TLSFLOW_KTLS_ZEROCOPY_RO: TLS_TX_ZEROCOPY_RO — sendfile pages are encrypted
  *   in place; the file must not change while it is being sent.
@@ -205,6 +221,49 @@ int  tlsflow_config_set_resumption(tlsflow_config *cfg, int enabled);
 #define TLSFLOW_KTLS_ZEROCOPY_RO 0x1u
 #define TLSFLOW_KTLS_RX_NO_PAD   0x2u
 int  tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags);
+
+/* ---- Certificates ---- */
+/* Servers: adds a certificate chain and key (PEM) beside those already there.
+ * Per handshake GnuTLS picks the pair whose names match the client's SNI and
+ * whose key the client's signature algorithms allow (an RSA and an ECDSA
+ * certificate for one name); no SNI, or a name no pair has: the first pair
+ * that suits the client.  Errors as tlsflow_config_set_cert_file. */
+int  tlsflow_config_add_cert_file(tlsflow_config *cfg, const char *cert_pem, const char *key_pem);
+/* Servers: the session ticket key from a file of exactly 64 bytes (make one
+ * with `openssl rand 64 > FILE`; keep it private), instead of a key made per
+ * config.  Loops sharing a config always resume each other's tickets; with
+ * the same file several processes or machines do.  GnuTLS derives the key of
+ * each ticket-lifetime window from it (6 h), so tickets rotate by themselves
+ * and an older one gets a full handshake.  0, -EINVAL (NULL, empty, a client
+ * config), -ENOENT/-EACCES (cannot open), -EBADMSG (not 64 bytes), -EBUSY
+ * once used, -ENOMEM. */
+int  tlsflow_config_set_ticket_key_file(tlsflow_config *cfg, const char *path);
+/* Servers: staples the DER OCSP response in der_file for the certificate
+ * pair added last (load it again with the certificate to refresh it).
+ * 0, -EINVAL (NULL, a client config, no certificate yet), -ENOENT, -EBADMSG
+ * (not an OCSP response), -EKEYREJECTED (a response for another
+ * certificate), -ESTALE (past its nextUpdate; GnuTLS also stops stapling a
+ * response once it goes stale), -EKEYREVOKED (it says revoked: GnuTLS 3.7
+ * staples none such), -EBUSY once used, -ENOMEM. */
+int  tlsflow_config_set_ocsp_file(tlsflow_config *cfg, const char *der_file);
+/* Clients: what a stapled OCSP response must be.  CHECK (the default)
+ * reports it in tlsflow_info.ocsp_status; REQUIRE also fails the handshake
+ * unless a good one came; OFF neither reports nor requires one.  GnuTLS 3.7
+ * asks every server for a response and, under TLSFLOW_VERIFY_REQUIRED,
+ * itself refuses a certificate whose stapled response says revoked or cannot
+ * be believed, whatever the mode.  A resumed session has no certificate
+ * exchange: ocsp_status 0, and REQUIRE held for the handshake it resumes.
+ * A response is checked against the trust
+ * store (none is loaded under TLSFLOW_VERIFY_NONE: every response then reads
+ * invalid).  0, -EINVAL (a server config, a bad mode), -EBUSY once used. */
+typedef enum { TLSFLOW_OCSP_OFF, TLSFLOW_OCSP_CHECK, TLSFLOW_OCSP_REQUIRE } tlsflow_ocsp_mode;
+int  tlsflow_config_set_ocsp(tlsflow_config *cfg, tlsflow_ocsp_mode mode);
+/* New handshakes of l use cfg (a server config; the listener keeps a
+ * reference); flows already open keep the config they started with.  For a
+ * reload without dropping a connection: build a new config, set it, free
+ * yours.  0, -EINVAL (NULL, a client config, one without a certificate, a
+ * closed listener), -ENOENT, -ENOMEM (as when a flow first uses a config). */
+int  tlsflow_listener_set_config(tlsflow_listener *l, const tlsflow_config *cfg);
 
 /* ---- Opening: cb gets flow == NULL and TLSFLOW_ERROR when the connection or handshake fails ---- */
 /* tlsflow_connect does not block: a host name is resolved on a resolver
@@ -283,8 +342,17 @@ typedef struct {
     int         ktls_tx, ktls_rx;  /* 1 where the kernel holds that direction's key */
     int         resumed;
     unsigned    peer_verify_status; /* clients with TLSFLOW_VERIFY_OPTIONAL: the GnuTLS verify
-                                       status of the server's certificate (0 = trusted); else 0 */
+                                       status of the server's certificate (0 = trusted); servers
+                                       that asked for a client certificate: 0 = the client's is
+                                       trusted, GNUTLS_CERT_INVALID (2) = it sent none; else 0 */
+    int         ocsp_status;   /* clients: the OCSP response the server stapled, believed only when
+                                  it is about its certificate, signed by a signer the trust store
+                                  vouches for and not stale: TLSFLOW_OCSP_STATUS_* */
 } tlsflow_info;
+#define TLSFLOW_OCSP_STATUS_NONE    0   /* none stapled, or TLSFLOW_OCSP_OFF */
+#define TLSFLOW_OCSP_STATUS_GOOD    1
+#define TLSFLOW_OCSP_STATUS_REVOKED 2
+#define TLSFLOW_OCSP_STATUS_INVALID 3   /* stale, for another certificate, badly signed, unknown */
 /* The strings in *out are valid while the flow lives.  0, -EINVAL (NULL, freed). */
 int  tlsflow_get_info(const tlsflow *flow, tlsflow_info *out);
 /* The peer's certificate chain, leaf first: DER bytes of element index, valid

@@ -78,6 +78,7 @@ static void destroy(tf_link *l)
     if (f->fd >= 0)
         close(f->fd);
     tf_release_discard(f->release);   /* loop_free: released without callbacks */
+    tf_hs_config_unref(f->cfg);       /* the config this flow started with */
     free(f);
 }
 
@@ -89,6 +90,7 @@ tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd)
         return NULL;
     f->loop = loop;
     f->cfg = cfg;
+    tf_hs_config_ref(cfg);            /* kept until the flow is destroyed */
     f->fd = fd;
     f->refs = 1;
     f->state = FLOW_OPENING;

@@ -57,6 +57,7 @@ static void connector_free(connector *c)
         freeaddrinfo(c->res);
     free(c->host);
     free(c->cache_key);
+    tf_hs_config_unref(c->cfg);
     free(c);
 }
 
@@ -179,6 +180,7 @@ TLSFLOW_PUBLIC int tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg
     c->fd = -1;
     c->loop = loop;
     c->cfg = cfg;
+    tf_hs_config_ref(cfg);
     c->cb = cb;
     c->arg = arg;
     c->task.run = connect_failed;
@@ -254,6 +256,8 @@ static void listener_destroy(tf_link *l)
 
     if (ls->fd >= 0)
         close(ls->fd);
+    if (ls->cfg)
+        tf_hs_config_unref(ls->cfg);
     free(ls);
 }
 
@@ -425,6 +429,7 @@ TLSFLOW_PUBLIC int tlsflow_listen(tlsflow_loop *loop, const tlsflow_config *cfg,
     }
     ls->loop = loop;
     ls->cfg = cfg;
+    tf_hs_config_ref(cfg);
     ls->on_flow = on_flow;
     ls->arg = arg;
     ls->refs = 1;
@@ -432,6 +437,26 @@ TLSFLOW_PUBLIC int tlsflow_listen(tlsflow_loop *loop, const tlsflow_config *cfg,
     tf_ring_track(loop, &ls->link);
     post_accept(ls);
     *out = ls;
+    return 0;
+}
+
+/* New handshakes use cfg; flows already accepted keep the config they
+ * started with (each holds a reference), and the old config goes when its
+ * last flow does. */
+TLSFLOW_PUBLIC int tlsflow_listener_set_config(tlsflow_listener *ls, const tlsflow_config *cfg)
+{
+    const tlsflow_config *old;
+    int ret;
+
+    if (!ls || ls->closed)
+        return -EINVAL;
+    ret = prepare(ls->loop, cfg, TLSFLOW_SERVER);
+    if (ret)
+        return ret;
+    tf_hs_config_ref(cfg);
+    old = ls->cfg;
+    ls->cfg = cfg;
+    tf_hs_config_unref(old);
     return 0;
 }
 

@@ -37,6 +37,43 @@ static int set_alpn(tlsflow_config *cfg, const char *list)
     return ret;
 }
 
+/* What tlsflow_config_set_cert_file's errno means for the files. */
+static int cert_failed(tlsflow_config *cfg, const char *cert, const char *key, int ret)
+{
+    const char *why;
+
+    switch (ret) {
+    case -ENOENT: why = "a file is missing or unreadable"; break;
+    case -EBADMSG: why = "not a PEM certificate chain and private key"; break;
+    case -EKEYREJECTED: why = "the key does not belong to the certificate"; break;
+    default: why = strerror(-ret); break;
+    }
+    fprintf(stderr, "certificate %s, key %s: %s\n", cert, key, why);
+    tlsflow_config_free(cfg);
+    return -1;
+}
+
+/* A response that does not load is not stapled: said, and not fatal. */
+static void set_ocsp(tlsflow_config *cfg, const char *file)
+{
+    const char *why;
+    int ret;
+
+    if (!file)
+        return;
+    ret = tlsflow_config_set_ocsp_file(cfg, file);
+    switch (ret) {
+    case 0: return;
+    case -ENOENT: why = "missing or unreadable"; break;
+    case -EBADMSG: why = "not a DER OCSP response"; break;
+    case -EKEYREJECTED: why = "a response for another certificate"; break;
+    case -ESTALE: why = "stale (past its nextUpdate)"; break;
+    case -EKEYREVOKED: why = "it says the certificate is revoked"; break;
+    default: why = strerror(-ret); break;
+    }
+    fprintf(stderr, "OCSP response %s: %s; not stapled\n", file, why);
+}
+
 int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_opts *o)
 {
     tlsflow_config *cfg = NULL;
@@ -46,6 +83,16 @@ int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_
     if (ret == 0 && o->cert) {
         what = "certificate/key";
         ret = tlsflow_config_set_cert_file(cfg, o->cert, o->key ? o->key : o->cert);
+        if (ret < 0)
+            return cert_failed(cfg, o->cert, o->key ? o->key : o->cert, ret);
+        set_ocsp(cfg, o->ocsp);
+    }
+    for (size_t i = 0; ret == 0 && i < o->nmore; i++) {
+        const char *key = o->more_keys[i] ? o->more_keys[i] : o->more_certs[i];
+        ret = tlsflow_config_add_cert_file(cfg, o->more_certs[i], key);
+        if (ret < 0)
+            return cert_failed(cfg, o->more_certs[i], key, ret);
+        set_ocsp(cfg, o->more_ocsp[i]);
     }
     if (ret == 0 && o->ca) {
         what = "CA file";
@@ -74,6 +121,16 @@ int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_
     if (ret == 0 && o->no_resumption) {
         what = "resumption";
         ret = tlsflow_config_set_resumption(cfg, 0);
+    }
+    if (ret == 0 && o->ticket_key) {
+        ret = tlsflow_config_set_ticket_key_file(cfg, o->ticket_key);
+        if (ret < 0) {
+            fprintf(stderr, "ticket key %s: %s\n", o->ticket_key,
+                    ret == -EBADMSG ? "not 64 bytes (make one with: openssl rand 64 > FILE)"
+                                    : strerror(-ret));
+            tlsflow_config_free(cfg);
+            return -1;
+        }
     }
     if (ret < 0) {
         fprintf(stderr, "%s: %s\n", what, strerror(-ret));

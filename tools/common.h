@@ -9,8 +9,13 @@
 #include <tlsflow.h>
 
 /* TLS options common to the tools; NULL/0 means "library default". */
+#define TF_TOOL_MAX_CERTS 16
 struct tf_tls_opts {
-    const char *cert, *key;      /* servers */
+    const char *cert, *key;      /* servers: the first (default) pair */
+    const char *more_certs[TF_TOOL_MAX_CERTS], *more_keys[TF_TOOL_MAX_CERTS];  /* servers: more pairs (SNI) */
+    size_t      nmore;
+    const char *ocsp;            /* servers: DER OCSP response stapled for the first pair */
+    const char *more_ocsp[TF_TOOL_MAX_CERTS];   /* ... for the others */
     const char *ca;              /* clients */
     int         insecure;        /* clients: TLSFLOW_VERIFY_NONE */
     const char *priority;
@@ -18,9 +23,11 @@ struct tf_tls_opts {
     tlsflow_ktls_mode ktls;
     unsigned    ktls_flags;      /* TLSFLOW_KTLS_* opt-ins; 0 = none */
     int         no_resumption;   /* tlsflow_config_set_resumption(cfg, 0) */
+    const char *ticket_key;      /* servers: tlsflow_config_set_ticket_key_file */
 };
 
-/* Builds a config; prints what went wrong to stderr and returns -1 on failure. */
+/* Builds a config; prints what went wrong (the file and why) to stderr and
+ * returns -1 on failure. */
 int tf_tool_config(tlsflow_config **out, tlsflow_role role, const struct tf_tls_opts *o);
 
 /* "auto" | "require" | "off" */

@@ -5,7 +5,11 @@
  * main thread only waits for SIGINT/SIGTERM (blocked everywhere, taken with
  * sigtimedwait) and prints the statistics line; it stops a worker with a
  * tlsflow_loop_post, and the worker, whose thread sits in tlsflow_loop_run,
- * tells it when it is done with SIGUSR1.  Request, idle and send timeouts are
+ * tells it when it is done with SIGUSR1.  SIGHUP reloads the certificates:
+ * the main thread builds a new config from the same files and posts it to
+ * every worker, whose listener takes it for new handshakes (open connections
+ * keep the config they started with); files that do not load leave the old
+ * config serving, with an error line.  Request, idle and send timeouts are
  * one tlsflow timer per connection (serve_conn.c), not a sweep; the shutdown
  * grace period is one more. */
 #include "common.h"
@@ -31,15 +35,25 @@ static const char usage[] =
 "\n"
 "Serves TLS on HOST:PORT with tlsflow; the first line on stdout is\n"
 "\"listening on HOST:PORT\".  SIGINT/SIGTERM stop accepting, send close_notify\n"
-"on every connection and exit 0.\n"
+"on every connection and exit 0.  SIGHUP reloads the certificates and keys\n"
+"from their files for new connections (open ones keep theirs); files that do\n"
+"not load leave the previous ones serving, with an error line.\n"
 "\n"
-"  --cert FILE, --key FILE   certificate chain and key (PEM)\n"
+"  --cert FILE, --key FILE   certificate chain and key (PEM); repeat the pair for\n"
+"                            more names or key types (chosen by SNI and the client's\n"
+"                            signature algorithms; the first pair is the default)\n"
+"  --ocsp FILE               staple this DER OCSP response for the last --cert\n"
+"                            (reloaded on SIGHUP; a stale or mismatched one is not\n"
+"                            stapled, with an error line)\n"
 "  --self-signed             make an ECDSA P-256 key and certificate at start\n"
 "  --host H                  address to listen on (default 127.0.0.1)\n"
 "  --port N                  port (default 4433; 0 = any free port)\n"
 "  --echo                    send every byte back\n"
 "  --root DIR                serve DIR's files over HTTP/1.1 (GET, HEAD)\n"
 "  --threads N               worker threads, one loop each (default 1)\n"
+"  --ticket-key FILE         session ticket key (64 bytes: openssl rand 64 > FILE);\n"
+"                            processes with the same file resume each other's\n"
+"                            tickets (reloaded on SIGHUP too)\n"
 "  --ktls auto|require|off   kernel TLS (default auto)\n"
 "  --priority STR            GnuTLS priority string\n"
 "  --alpn LIST               comma-separated ALPN protocols\n"
@@ -58,8 +72,17 @@ static const char usage[] =
 "  --no-pad                  kTLS RX: TLS_RX_EXPECT_NO_PAD (TLS 1.3)\n"
 "  --help, --version\n";
 
+/* One SIGHUP's config, posted to every worker: pending counts the workers
+ * that have not taken it yet; the main thread's reference goes once none is
+ * left (the listeners hold their own). */
+struct reload {
+    tlsflow_config *cfg;
+    atomic_int      pending;
+    struct reload  *next;
+};
+
 struct worker_slot {
-    struct worker w;
+    struct worker w;              /* first: a post's worker is its slot */
     pthread_t thread;
     int index;
     const tlsflow_config *cfg;
@@ -73,6 +96,7 @@ struct worker_slot {
      * the worker clears it under lock before freeing the loop. */
     pthread_mutex_t lock;
     int is_running;
+    struct reload *reload;   /* under lock: the config its next reload post installs */
 };
 
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -177,6 +201,96 @@ static void on_stop(void *arg)
         tlsflow_loop_stop(w->loop);   /* the worker drops every connection */
 }
 
+/* Posted by the main thread after a SIGHUP: new handshakes use the new
+ * config.  A later reload may have replaced it (then this one is done). */
+static void on_reload(void *arg)
+{
+    struct worker_slot *s = arg;
+    struct reload *r;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    r = s->reload;
+    s->reload = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (!r)
+        return;
+    if (s->w.listener && (ret = tlsflow_listener_set_config(s->w.listener, r->cfg)) < 0)
+        fprintf(stderr, PROG ": thread %d: reload: %s\n", s->index, strerror(-ret));
+    atomic_fetch_sub(&r->pending, 1);
+}
+
+/* Frees what every worker has taken (all of them with force: the workers
+ * are gone). */
+static void reloads_sweep(struct reload **list, int force)
+{
+    for (struct reload **pp = list; *pp;) {
+        struct reload *r = *pp;
+        if (force || atomic_load(&r->pending) == 0) {
+            *pp = r->next;
+            tlsflow_config_free(r->cfg);
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+static void log_loaded(const char *what, const struct tf_tls_opts *o)
+{
+    fprintf(stderr, PROG ": %s certificate %s (key %s)", what, o->cert, o->key ? o->key : o->cert);
+    for (size_t i = 0; i < o->nmore; i++)
+        fprintf(stderr, ", %s (key %s)", o->more_certs[i], o->more_keys[i] ? o->more_keys[i] : o->more_certs[i]);
+    if (o->ocsp)
+        fprintf(stderr, ", OCSP %s", o->ocsp);
+    for (size_t i = 0; i < o->nmore; i++)
+        if (o->more_ocsp[i])
+            fprintf(stderr, ", OCSP %s", o->more_ocsp[i]);
+    if (o->ticket_key)
+        fprintf(stderr, ", ticket key %s", o->ticket_key);
+    fputc('\n', stderr);
+}
+
+/* SIGHUP: the files again, into a new config for every worker. */
+static void reload(const struct tf_tls_opts *tls, struct worker_slot *slots, unsigned n,
+                   struct reload **list)
+{
+    struct reload *r;
+    tlsflow_config *cfg;
+
+    reloads_sweep(list, 0);
+    if (tf_tool_config(&cfg, TLSFLOW_SERVER, tls) < 0) {
+        fprintf(stderr, PROG ": reload failed: still serving the previous certificates\n");
+        return;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        tlsflow_config_free(cfg);
+        fprintf(stderr, PROG ": reload failed: out of memory\n");
+        return;
+    }
+    r->cfg = cfg;
+    for (unsigned i = 0; i < n; i++) {
+        struct worker_slot *s = &slots[i];
+        pthread_mutex_lock(&s->lock);
+        if (s->is_running) {
+            if (s->reload)     /* an older reload it never took: that one is done with it */
+                atomic_fetch_sub(&s->reload->pending, 1);
+            s->reload = r;
+            atomic_fetch_add(&r->pending, 1);
+            if (tlsflow_loop_post(s->w.loop, on_reload, s) < 0) {
+                s->reload = NULL;
+                atomic_fetch_sub(&r->pending, 1);
+                fprintf(stderr, PROG ": thread %d: reload not posted (out of memory)\n", s->index);
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    r->next = *list;
+    *list = r;
+    log_loaded("reloaded", tls);
+}
+
 /* Posts the stop to every worker still running its loop. */
 static void stop_workers(struct worker_slot *slots, unsigned n, int level)
 {
@@ -223,7 +337,8 @@ static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
 
 enum { OPT_CERT = 256, OPT_KEY, OPT_SELF, OPT_HOST, OPT_PORT, OPT_ECHO, OPT_ROOT, OPT_THREADS,
        OPT_KTLS, OPT_PRIO, OPT_ALPN, OPT_ZC, OPT_NOPAD, OPT_STATS, OPT_GRACE, OPT_HELP,
-       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_SEND_TIMEOUT };
+       OPT_VERSION, OPT_REQ_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_SEND_TIMEOUT, OPT_TICKET_KEY,
+       OPT_OCSP };
 
 static const struct option long_opts[] = {
     {"cert", required_argument, NULL, OPT_CERT},
@@ -244,6 +359,8 @@ static const struct option long_opts[] = {
     {"request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
+    {"ticket-key", required_argument, NULL, OPT_TICKET_KEY},
+    {"ocsp", required_argument, NULL, OPT_OCSP},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -260,12 +377,31 @@ int main(int argc, char **argv)
     char ss_dir[PATH_MAX] = "", ss_cert[PATH_MAX], ss_key[PATH_MAX];
     tlsflow_config *cfg = NULL;
     struct worker_slot *slots = NULL;
+    struct reload *reloads = NULL;
     unsigned started = 0;
 
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (opt) {
-        case OPT_CERT: tls.cert = optarg; break;
-        case OPT_KEY: tls.key = optarg; break;
+        case OPT_CERT:
+            if (!tls.cert) {
+                tls.cert = optarg;
+            } else if (tls.nmore < TF_TOOL_MAX_CERTS) {
+                tls.more_certs[tls.nmore++] = optarg;
+            } else {
+                fprintf(stderr, PROG ": at most %d certificates\n", TF_TOOL_MAX_CERTS + 1);
+                goto bad;
+            }
+            break;
+        case OPT_KEY:   /* the key of the last --cert */
+            if (tls.nmore && !tls.more_keys[tls.nmore - 1])
+                tls.more_keys[tls.nmore - 1] = optarg;
+            else if (tls.cert && !tls.nmore && !tls.key)
+                tls.key = optarg;
+            else {
+                fprintf(stderr, PROG ": --key FILE follows its --cert FILE\n");
+                goto bad;
+            }
+            break;
         case OPT_SELF: self_signed = 1; break;
         case OPT_HOST: host = optarg; break;
         case OPT_PORT:
@@ -284,6 +420,17 @@ int main(int argc, char **argv)
                 goto bad;
             break;
         case OPT_PRIO: tls.priority = optarg; break;
+        case OPT_TICKET_KEY: tls.ticket_key = optarg; break;
+        case OPT_OCSP:   /* the response of the last --cert */
+            if (tls.nmore && !tls.more_ocsp[tls.nmore - 1])
+                tls.more_ocsp[tls.nmore - 1] = optarg;
+            else if (tls.cert && !tls.nmore && !tls.ocsp)
+                tls.ocsp = optarg;
+            else {
+                fprintf(stderr, PROG ": --ocsp FILE follows its --cert FILE\n");
+                goto bad;
+            }
+            break;
         case OPT_ALPN: tls.alpn = optarg; break;
         case OPT_ZC: zerocopy = 1; break;
         case OPT_NOPAD: nopad = 1; break;
@@ -349,6 +496,8 @@ int main(int argc, char **argv)
         tf_self_signed_cleanup(ss_dir, ss_cert, ss_key);
         *ss_dir = '\0';
         fprintf(stderr, PROG ": self-signed certificate made and loaded (its files removed)\n");
+    } else {
+        log_loaded("loaded", &tls);
     }
 
     /* Signals go to the main thread only: block them before any thread starts. */
@@ -357,6 +506,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIG_DONE);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     main_thread = pthread_self();
     signal(SIGPIPE, SIG_IGN);
@@ -411,6 +561,12 @@ int main(int argc, char **argv)
             signals++;
             stop_workers(slots, started, signals > 1 ? 2 : 1);
         }
+        if (sig == SIGHUP && !signals) {
+            if (self_signed)
+                fprintf(stderr, PROG ": SIGHUP: --self-signed has no files to reload\n");
+            else
+                reload(&tls, slots, started, &reloads);
+        }
         if (signals) {
             unsigned done = 0;
             for (unsigned i = 0; i < started; i++)
@@ -448,6 +604,7 @@ int main(int argc, char **argv)
 join:
     for (unsigned i = 0; i < started; i++)
         pthread_join(slots[i].thread, NULL);
+    reloads_sweep(&reloads, 1);
     if (slots)
         for (unsigned i = 0; i < threads; i++)
             pthread_mutex_destroy(&slots[i].lock);

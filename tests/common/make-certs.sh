@@ -7,6 +7,9 @@
 #   wronghost.pem/-key.pem             signed by the CA, SAN DNS:wrong.example only
 #   untrusted-ca.pem, untrusted.pem/-key.pem   another CA and a leaf it signed
 #   client.pem/-key.pem                client-auth leaf signed by the CA
+#   alpha-rsa.pem, alpha-ecdsa.pem (+ -key.pem)   DNS:alpha.test, RSA and P-256 (SNI)
+#   beta.pem/-key.pem                  DNS:beta.test, P-256 (SNI)
+#   untrusted-client.pem/-key.pem      client-auth leaf signed by the untrusted CA
 # Idempotent: does nothing when OUTDIR already holds a set made by this script
 # version that is still valid for a day.
 set -eu
@@ -92,9 +95,27 @@ tls_www_client
 signing_key
 expiration_days = 825'
 
+sni() {  # sni NAME KEYTYPE DNSNAME
+    leaf "$1" "$2" ca "cn = \"$3\"
+dns_name = \"$3\"
+tls_www_server
+signing_key
+encryption_key
+expiration_days = 825"
+}
+sni alpha-rsa rsa alpha.test
+sni alpha-ecdsa ecdsa alpha.test
+sni beta ecdsa beta.test
+leaf untrusted-client ecdsa untrusted-ca 'cn = "tlsflow untrusted client"
+tls_www_client
+signing_key
+expiration_days = 825'
+
 for f in ca ca-key untrusted-ca untrusted-ca-key \
          server-rsa server-rsa-key server-ecdsa server-ecdsa-key expired expired-key \
-         wronghost wronghost-key untrusted untrusted-key client client-key; do
+         wronghost wronghost-key untrusted untrusted-key client client-key \
+         alpha-rsa alpha-rsa-key alpha-ecdsa alpha-ecdsa-key beta beta-key \
+         untrusted-client untrusted-client-key; do
     mv -f "$f.pem" "$out/$f.pem"
 done
 touch "$stamp"

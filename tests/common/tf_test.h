@@ -29,6 +29,15 @@
 #define TF_UNTRUSTED_KEY  TF_CERT("untrusted-key.pem")
 #define TF_CLIENT_CERT    TF_CERT("client.pem")
 #define TF_CLIENT_KEY     TF_CERT("client-key.pem")
+#define TF_UNTRUSTED_CLIENT_CERT TF_CERT("untrusted-client.pem")
+#define TF_UNTRUSTED_CLIENT_KEY  TF_CERT("untrusted-client-key.pem")
+/* SNI: alpha.test with an RSA and an ECDSA certificate, beta.test with ECDSA. */
+#define TF_ALPHA_RSA_CERT   TF_CERT("alpha-rsa.pem")
+#define TF_ALPHA_RSA_KEY    TF_CERT("alpha-rsa-key.pem")
+#define TF_ALPHA_ECDSA_CERT TF_CERT("alpha-ecdsa.pem")
+#define TF_ALPHA_ECDSA_KEY  TF_CERT("alpha-ecdsa-key.pem")
+#define TF_BETA_CERT        TF_CERT("beta.pem")
+#define TF_BETA_KEY         TF_CERT("beta-key.pem")
 
 /* Exit code CTest reads as "skipped". */
 #define TF_SKIP 77
@@ -348,6 +357,33 @@ typedef struct {
     bool            ok;               /* all of it went well */
 } tf_echo_run;
 void tf_echo_roundtrip(tf_echo_run *r);
+
+/* ---- Recorded accepts (accepts.c) ----
+ * tf_accepts_on_flow, a listener's on_flow (arg: the tf_accepts), keeps per
+ * handshake its tlsflow_info (strings copied), the peer's certificate chain
+ * (DER copies) or the failure, then closes the flow (freed once closed). */
+#define TF_ACCEPTS_MAX 16
+#define TF_CHAIN_MAX 4
+typedef struct {
+    bool          ok;
+    tlsflow_error error;          /* a failed handshake */
+    char          message[256];
+    tlsflow_info  info;           /* cipher and server_name point to the copies below */
+    char          cipher[48], server_name[256];
+    size_t        nchain;
+    uint8_t      *chain[TF_CHAIN_MAX];
+    size_t        chain_len[TF_CHAIN_MAX];
+} tf_accepted;
+typedef struct {
+    int         n, closed;
+    tf_accepted a[TF_ACCEPTS_MAX];
+} tf_accepts;
+tlsflow_cb tf_accepts_on_flow;
+void tf_accepts_free(tf_accepts *a);
+/* Runs a client program (argv) with its stdin closed while the loop serves,
+ * until it exits (fails the test past timeout_ms): its log (free it), its
+ * wait status in *status when not NULL. */
+char *tf_run_client(tlsflow_loop *loop, const char *const *argv, int timeout_ms, int *status);
 
 /* ---- A flow environment (env.c) ----
  * A loop, a server config (the ECDSA certificate, or cert and key) and a

@@ -45,7 +45,8 @@ static char *cstr(const uint8_t *p, size_t n)
 
 static bool is_errno(int ret)
 {
-    return ret == 0 || ret == -EINVAL || ret == -ENOMEM || ret == -ENOENT;
+    return ret == 0 || ret == -EINVAL || ret == -ENOMEM || ret == -ENOENT || ret == -EBADMSG ||
+           ret == -EKEYREJECTED;   /* certificate files: not PEM, key not the certificate's */
 }
 
 /* Uses an accepted config: freeze, session, in-memory handshake. */
