@@ -1,5 +1,6 @@
 /* The loop: one io_uring, completion dispatch, deferred tasks, timers. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -296,59 +297,58 @@ void tf_ring_timeout(tlsflow_loop *loop, tf_op *op, struct __kernel_timespec *ts
     io_uring_prep_timeout(sqe, ts, 0, 0);
 }
 
-void tf_ring_defer(tlsflow_loop *loop, tf_task *t)
+/* FIFOs of tasks, kept as a head and the link to append at: false when t
+ * was queued already. */
+static bool task_push(tf_task ***tail, tf_task *t)
 {
     if (t->queued)
-        return;
+        return false;
     t->queued = true;
     t->next = NULL;
-    *loop->tasks_tail = t;
-    loop->tasks_tail = &t->next;
-    tf_ring_kick(loop);   /* queued outside a run: tell an embedding loop */
+    **tail = t;
+    *tail = &t->next;
+    return true;
+}
+
+/* Runs up to max tasks of a queue, in order (what they queue meanwhile
+ * runs too, within max): how many ran. */
+static unsigned task_run(tf_task **head, tf_task ***tail, unsigned max)
+{
+    unsigned n = 0;
+
+    while (*head && n < max) {
+        tf_task *t = *head;
+        *head = t->next;
+        if (!*head)
+            *tail = head;
+        t->queued = false;
+        t->run(t);
+        n++;
+    }
+    return n;
+}
+
+void tf_ring_defer(tlsflow_loop *loop, tf_task *t)
+{
+    if (task_push(&loop->tasks_tail, t))
+        tf_ring_kick(loop);   /* queued outside a run: tell an embedding loop */
 }
 
 void tf_ring_starve(tlsflow_loop *loop, tf_task *t)
 {
-    if (t->queued)
-        return;
-    t->queued = true;
-    t->next = NULL;
-    *loop->starved_tail = t;
-    loop->starved_tail = &t->next;
+    task_push(&loop->starved_tail, t);
 }
 
 /* After a round's completions gave their buffers back: as many starved
  * receives go again as the ring has buffers. */
 static unsigned feed_starved(tlsflow_loop *loop)
 {
-    unsigned n = 0;
-
-    while (loop->starved && n < TF_BR_ENTRIES) {
-        tf_task *t = loop->starved;
-        loop->starved = t->next;
-        if (!loop->starved)
-            loop->starved_tail = &loop->starved;
-        t->queued = false;
-        t->run(t);
-        n++;
-    }
-    return n;
+    return task_run(&loop->starved, &loop->starved_tail, TF_BR_ENTRIES);
 }
 
 static unsigned run_tasks(tlsflow_loop *loop)
 {
-    unsigned n = 0;
-
-    while (loop->tasks) {
-        tf_task *t = loop->tasks;
-        loop->tasks = t->next;
-        if (!loop->tasks)
-            loop->tasks_tail = &loop->tasks;
-        t->queued = false;
-        t->run(t);
-        n++;
-    }
-    return n;
+    return task_run(&loop->tasks, &loop->tasks_tail, UINT_MAX);
 }
 
 /* An op's last CQE: the kernel is done with it and with what it pointed to. */

@@ -385,6 +385,7 @@ static void on_open(tlsflow *flow, const tlsflow_result *res, void *arg)
     start_read(c);
     if (c->t->o->kind != BENCH_IDLE)
         next_request(c);
+    open_more(s);   /* a connect ended: the next free slot may open (idle flows never free theirs) */
 }
 
 static int open_conn(struct thread_state *s, struct bconn *c)
