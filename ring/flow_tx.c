@@ -154,6 +154,11 @@ void tf_flow_complete_writes(tlsflow *f)
     while ((w = f->wq) && (f->tx_peer_gone || (w->taken && f->tx_sent >= w->end))) {
         tlsflow_result r = { f->tx_peer_gone ? TLSFLOW_EOF : TLSFLOW_OK, NULL, w->total, { 0, 0 } };
 
+        if (w->stream_errno && !f->tx_peer_gone) {   /* splice_from: its descriptor failed */
+            r.status = TLSFLOW_ERROR;
+            r.error = tf_err(TLSFLOW_E_SYSTEM, w->stream_errno);
+        }
+
         if (f->tx_peer_gone) {
             if (f->tx_path == PATH_KERNEL && (f->send_op.op.busy || f->file_op.op.busy))
                 return;           /* the kernel may still read its buffer */
