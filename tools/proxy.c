@@ -168,6 +168,12 @@ static int plain_listen(const char *host, const char *port, int *bound)
 
 /* ---- Workers ---- */
 
+static void on_keepalive(tlsflow_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker_slot *s = arg;
@@ -197,6 +203,12 @@ static void *worker_main(void *arg)
         w->plain_fd = plain_listen(s->host, s->port, &s->bound_port);
         if (w->plain_fd < 0)
             goto failed;
+        /* The loop runs while a timer is started; accepts come as posts. */
+        if ((ret = tlsflow_timer_new(w->loop, &w->keepalive)) < 0 ||
+            (ret = tlsflow_timer_start(w->keepalive, 3600000, 3600000, on_keepalive, w)) < 0) {
+            fprintf(stderr, PROG ": thread %d: timer: %s\n", s->index, strerror(-ret));
+            goto failed;
+        }
     }
     pthread_mutex_lock(&s->lock);
     s->is_running = 1;
@@ -264,6 +276,7 @@ static void on_stop(void *arg)
         w->listener = NULL;
         if (w->plain_fd >= 0)
             shutdown(w->plain_fd, SHUT_RDWR);
+        tlsflow_timer_stop(w->keepalive);
         if (!w->conns || tlsflow_timer_start(w->grace, grace_s * 1000u, 0, on_grace_over, w) < 0)
             tlsflow_loop_stop(w->loop);
     }

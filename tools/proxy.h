@@ -38,6 +38,7 @@ struct pworker {
     tlsflow_timer *connect_tick;  /* polls the connects while there are any */
     tlsflow_listener *listener;   /* TLS in */
     int           plain_fd;       /* TCP in: the listening socket, -1 none */
+    tlsflow_timer *keepalive;     /* TCP in: keeps tlsflow_loop_run going (no listener of its own) */
     tlsflow_timer *grace;
     int           is_stopping;
     struct proxy_stats stats;

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHUNK (4u << 20)
+#define CHUNK (1u << 20)
 #define CONNECT_TICK_MS 1
 
 atomic_int tf_proxy_stop;

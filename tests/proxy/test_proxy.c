@@ -1,0 +1,551 @@
+/* tlsflow-proxy against real peers: curl, openssl s_client and gnutls-cli
+ * clients (and tlsflow flows of this process) through the proxy to socat,
+ * python (backend.py) and tlsflow TLS backends, byte for byte both ways;
+ * half-closes both ways; a backend that refuses, one that resets, a client
+ * that vanishes mid-transfer; PROXY v2; TLS to the backend (verified) with
+ * TLS or TCP clients; 1,000 proxied flows at once, each checked.  In the VM
+ * lane (label ktls, TLSFLOW_EXPECT_KTLS=1) the proxy must hold both keys of
+ * its client flows in the kernel and copy no payload byte in userspace. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tf_test.h"
+
+#define BACKEND_PY TF_SOURCE_DIR "/tests/proxy/backend.py"
+
+static char tmpdir[64];
+
+static tf_peer *backend(const char *mode, const char *arg, int *port)
+{
+    tf_peer *p;
+
+    *port = tf_free_port();
+    p = tf_peer_start(0, "python3", BACKEND_PY, mode, tf_fmt("%d", *port), arg, NULL);
+    if (tf_peer_wait_log(p, "ready", tf_ms(10000)) < 0)
+        fail_msg("backend %s did not start", mode);
+    return p;
+}
+
+/* The proxy in front of backend_port; extra: more arguments, NULL-ended. */
+static tf_peer *proxy(int backend_port, int *port, const char *extra, ...)
+{
+    tf_args a = { .n = 0 };
+    va_list ap;
+    tf_peer *p;
+
+    *port = tf_free_port();
+    tf_args_add(&a, TF_PROXY_BIN, "--listen", tf_fmt("127.0.0.1:%d", *port), "--backend",
+                tf_fmt("127.0.0.1:%d", backend_port), "--stats-interval", "0", "--grace", "1", NULL);
+    va_start(ap, extra);
+    for (const char *s = extra; s; s = va_arg(ap, const char *))
+        tf_args_add(&a, s, NULL);
+    va_end(ap);
+    p = tf_peer_startv(0, a.v);
+    if (tf_wait_port(*port, tf_ms(10000), p) < 0)
+        fail_msg("tlsflow-proxy did not listen");
+    return p;
+}
+
+static tf_peer *tls_proxy(int backend_port, int *port)
+{
+    return proxy(backend_port, port, "--cert", TF_ECDSA_CERT, "--key", TF_ECDSA_KEY, NULL);
+}
+
+/* SIGTERM, then its exit line: the loop counters.  In the VM, no payload
+ * byte was copied in userspace. */
+static void proxy_stop(tf_peer *p)
+{
+    char *log, *at;
+    unsigned long long copied = ~0ull;
+    int st;
+
+    tf_peer_kill(p, SIGTERM);
+    st = tf_peer_wait(p, tf_ms(10000));
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+        fail_msg("tlsflow-proxy did not exit cleanly (%d)", st);
+    log = tf_peer_log(p);
+    at = strstr(log, "plaintext copied in userspace ");
+    if (!at)
+        fail_msg("no loop counters at exit:\n%s", log);
+    sscanf(at, "plaintext copied in userspace %llu", &copied);
+    fprintf(stderr, "proxy: plaintext copied %llu\n", copied);
+    if (tf_expect_ktls() && copied != 0)
+        fail_msg("kTLS: the proxy copied %llu plaintext bytes:\n%s", copied, log);
+    free(log);
+    tf_peer_stop(p);
+}
+
+static const char *data_file(size_t len, uint64_t seed)
+{
+    const char *path = tf_fmt("%s/data-%llu", tmpdir, (unsigned long long)seed);
+    uint8_t *buf = malloc(len);
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(buf);
+    assert_non_null(f);
+    tf_data_fill(buf, len, seed, 0, TF_DATA_BINARY);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+    free(buf);
+    return path;
+}
+
+/* Reads fd to EOF, checking stream seed: the bytes that came. */
+static size_t read_checked(int fd, uint64_t seed, int timeout_ms)
+{
+    tf_checker chk;
+    char buf[65536];
+    long long end = tf_now_ms() + tf_ms(timeout_ms);
+    size_t got = 0;
+    ssize_t n;
+
+    tf_checker_init(&chk, seed, TF_DATA_BINARY);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    while (tf_now_ms() < end) {
+        n = read(fd, buf, sizeof(buf));
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (errno != EAGAIN)
+                break;
+            usleep(2000);
+            continue;
+        }
+        if (!tf_checker_feed(&chk, buf, (size_t)n))
+            fail_msg("byte %llu differs", (unsigned long long)chk.bad_offset);
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/* ---- Clients: gnutls-cli, openssl s_client, curl ---- */
+
+/* gnutls-cli -> proxy -> socat echo: its stdin's EOF (close_notify) reaches
+ * the backend as EOF, the backend's as close_notify; every byte came back. */
+TF_TEST(gnutls_cli_socat_echo, 60)
+{
+    int bport = tf_free_port(), port;
+    tf_peer *be, *px, *cli;
+    tf_pump *pump;
+    tf_pump_result pr;
+
+    tf_require_bins("socat", "gnutls-cli", NULL);
+    be = tf_peer_start(0, "socat", tf_fmt("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", bport),
+                       "EXEC:cat", NULL);
+    assert_int_equal(tf_wait_port(bport, tf_ms(10000), be), 0);
+    px = tls_proxy(bport, &port);
+    cli = tf_peer_start(TF_PEER_STDIN | TF_PEER_STDOUT, "gnutls-cli", "--x509cafile", TF_CA, "-p",
+                        tf_fmt("%d", port), "--logfile", "/dev/stderr", "localhost", NULL);
+    pump = tf_peer_pump(cli, 256 * 1024, 3, TF_DATA_TEXT, TF_PUMP_CLOSE | TF_PUMP_TO_EOF);
+    {
+        int st = tf_peer_wait(cli, tf_ms(20000));
+        tf_pump_finish(pump, &pr);
+        assert_false(pr.mismatch);
+        assert_int_equal(pr.received, 256 * 1024);
+        assert_true(pr.eof);
+        if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+            fail_msg("gnutls-cli did not end cleanly (%d)", st);
+        assert_true(tf_peer_log_contains(cli, "Peer has closed the GnuTLS connection"));
+    }
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* socat backend serving a file -> proxy -> openssl s_client: the backend's
+ * EOF becomes close_notify, on which s_client ends. */
+TF_TEST(s_client_socat_file, 60)
+{
+    const size_t len = 2u << 20;
+    const char *file = data_file(len, 5);
+    int bport = tf_free_port(), port, st;
+    tf_peer *be, *px, *cli;
+
+    tf_require_bins("socat", "openssl", NULL);
+    be = tf_peer_start(0, "socat", tf_fmt("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", bport),
+                       tf_fmt("OPEN:%s,rdonly", file), NULL);
+    assert_int_equal(tf_wait_port(bport, tf_ms(10000), be), 0);
+    px = tls_proxy(bport, &port);
+    cli = tf_peer_start(TF_PEER_STDIN | TF_PEER_STDOUT, "openssl", "s_client", "-quiet",
+                        "-connect", tf_fmt("127.0.0.1:%d", port), "-servername", "localhost",
+                        "-CAfile", TF_CA, "-verify_return_error", NULL);
+    assert_int_equal(read_checked(tf_peer_stdout(cli), 5, 20000), len);
+    st = tf_peer_wait(cli, tf_ms(10000));
+    if (st < 0 || !WIFEXITED(st))
+        fail_msg("s_client did not end at close_notify (%d)", st);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* curl -> proxy -> python's http.server: an HTTP download, checked. */
+TF_TEST(curl_http_server, 60)
+{
+    const size_t len = 3u << 20;
+    int bport = tf_free_port(), port, st;
+    tf_peer *be, *px, *cli;
+
+    tf_require_bins("curl", "python3", NULL);
+    data_file(len, 6);
+    be = tf_peer_start(0, "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                       tmpdir, tf_fmt("%d", bport), NULL);
+    assert_int_equal(tf_wait_port(bport, tf_ms(10000), be), 0);
+    px = tls_proxy(bport, &port);
+    cli = tf_peer_start(TF_PEER_STDOUT, "curl", "-sS", "--fail", "--cacert", TF_CA,
+                        tf_fmt("https://localhost:%d/data-6", port), NULL);
+    assert_int_equal(read_checked(tf_peer_stdout(cli), 6, 20000), len);
+    st = tf_peer_wait(cli, tf_ms(10000));
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+        fail_msg("curl failed (%d)", st);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* ---- tlsflow clients of this process ---- */
+
+struct client {
+    tlsflow_loop   *loop;
+    tlsflow_config *cfg;
+    tlsflow        *flow;
+};
+
+static void client_open(struct client *c, int port)
+{
+    tf_done d;
+
+    c->loop = tf_loop_new();
+    c->cfg = tf_client_config(NULL, TF_CA);
+    if (tf_connect_sync(c->loop, c->cfg, "localhost", port, &d, 10000) < 0)
+        fail_msg("connect through the proxy: %s", d.message);
+    c->flow = d.flow;
+}
+
+static void client_free(struct client *c)
+{
+    tlsflow_free(c->flow);
+    tlsflow_loop_free(c->loop);
+    tlsflow_config_free(c->cfg);
+}
+
+static void write_sync(struct client *c, const void *buf, size_t len)
+{
+    tf_done w = { 0 };
+
+    assert_int_equal(tlsflow_write(c->flow, buf, len, tf_on_done, &w), 0);
+    TF_RUN_UNTIL(c->loop, w.n, 10000);
+    assert_int_equal(w.status, TLSFLOW_OK);
+}
+
+/* The client's close_notify first: the backend reads EOF and still answers;
+ * the answer, then close_notify, reach the client. */
+TF_TEST(half_close_client_first, 60)
+{
+    static uint8_t buf[1 << 20];
+    int bport, port;
+    tf_peer *be = backend("count", NULL, &bport), *px = tls_proxy(bport, &port);
+    struct client c;
+    tf_done cl = { 0 };
+    tf_sink s;
+
+    client_open(&c, port);
+    tf_data_fill(buf, sizeof(buf), 1, 0, TF_DATA_BINARY);
+    write_sync(&c, buf, sizeof(buf));
+    assert_int_equal(tlsflow_close(c.flow, tf_on_done, &cl), 0);   /* close_notify, SHUT_WR */
+    tf_sink_start(c.flow, &s, 64);
+    TF_RUN_UNTIL(c.loop, s.eof || s.errors, 10000);
+    assert_int_equal(s.errors, 0);
+    assert_int_equal(s.got, 8);
+    assert_memory_equal(s.buf, "1048576\n", 8);
+    TF_RUN_UNTIL(c.loop, cl.n, 10000);
+    assert_int_equal(cl.status, TLSFLOW_OK);
+    free(s.buf);
+    client_free(&c);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* The backend's EOF first: the client reads "hello" and EOF (close_notify),
+ * then still sends, and the backend gets every byte. */
+TF_TEST(half_close_backend_first, 60)
+{
+    static uint8_t buf[300000];
+    int bport, port;
+    tf_peer *be = backend("hello", NULL, &bport), *px = tls_proxy(bport, &port);
+    struct client c;
+    tf_done cl = { 0 };
+    tf_sink s;
+
+    client_open(&c, port);
+    tf_sink_start(c.flow, &s, 64);
+    TF_RUN_UNTIL(c.loop, s.eof || s.errors, 10000);
+    assert_int_equal(s.errors, 0);
+    assert_int_equal(s.got, 6);
+    assert_memory_equal(s.buf, "hello\n", 6);
+    write_sync(&c, buf, sizeof(buf));
+    assert_int_equal(tlsflow_close(c.flow, tf_on_done, &cl), 0);
+    TF_RUN_UNTIL(c.loop, cl.n, 10000);
+    assert_int_equal(cl.status, TLSFLOW_OK);
+    if (tf_peer_wait_log(be, "got 300000", tf_ms(10000)) < 0)
+        fail_msg("the backend did not get every byte before EOF");
+    free(s.buf);
+    client_free(&c);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* No backend: the client is reset, never told EOF. */
+TF_TEST(backend_refuses, 30)
+{
+    int bport = tf_free_port(), port;
+    tf_peer *px = tls_proxy(bport, &port);
+    struct client c;
+    tf_done rd;
+
+    client_open(&c, port);
+    tf_read_sync(c.loop, c.flow, &rd, 10000);
+    assert_int_equal(rd.status, TLSFLOW_ERROR);
+    fprintf(stderr, "client: %s\n", rd.message);
+    client_free(&c);
+    proxy_stop(px);
+}
+
+/* The backend resets mid-stream: so is the client (an error, not EOF). */
+TF_TEST(backend_resets, 30)
+{
+    static uint8_t buf[256 * 1024];
+    int bport, port;
+    tf_peer *be = backend("reset", "100000", &bport), *px = tls_proxy(bport, &port);
+    struct client c;
+    tf_done rd, w = { 0 };
+
+    client_open(&c, port);
+    assert_int_equal(tlsflow_write(c.flow, buf, sizeof(buf), tf_on_done, &w), 0);
+    tf_read_sync(c.loop, c.flow, &rd, 10000);
+    assert_int_equal(rd.status, TLSFLOW_ERROR);
+    fprintf(stderr, "client: %s\n", rd.message);
+    assert_int_equal(tf_peer_wait_log(be, "resetting after 100000", tf_ms(5000)), 0);
+    client_free(&c);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* The client vanishes (reset) while the backend floods it: the backend is
+ * reset too. */
+TF_TEST(client_vanishes, 30)
+{
+    int bport, port;
+    tf_peer *be = backend("flood", NULL, &bport), *px = tls_proxy(bport, &port);
+    struct client c;
+    tf_done rd;
+
+    client_open(&c, port);
+    tf_read_sync(c.loop, c.flow, &rd, 10000);
+    assert_int_equal(rd.status, TLSFLOW_OK);
+    client_free(&c);              /* an open flow is reset */
+    if (tf_peer_wait_log(be, "peer gone:", tf_ms(10000)) < 0)
+        fail_msg("the backend was not told");
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* PROXY v2: the backend learns the client's address and port first. */
+TF_TEST(proxy_protocol_v2, 30)
+{
+    int bport, port;
+    tf_peer *be = backend("proxyv2", NULL, &bport), *px;
+    struct client c;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    tf_done rd;
+
+    px = proxy(bport, &port, "--cert", TF_ECDSA_CERT, "--key", TF_ECDSA_KEY, "--proxy-protocol",
+               "v2", NULL);
+    client_open(&c, port);
+    assert_int_equal(getsockname(tlsflow_fd(c.flow), (struct sockaddr *)&ss, &sl), 0);
+    write_sync(&c, "ping", 4);
+    tf_read_sync(c.loop, c.flow, &rd, 10000);
+    assert_int_equal(rd.status, TLSFLOW_OK);
+    if (ss.ss_family == AF_INET) {
+        const char *want = tf_fmt("proxy v2 cmd 0x21 tcp4 127.0.0.1:%d -> 127.0.0.1:%d",
+                                  ntohs(((struct sockaddr_in *)&ss)->sin_port), port);
+        if (tf_peer_wait_log(be, want, tf_ms(5000)) < 0)
+            fail_msg("the backend did not see \"%s\"", want);
+    }
+    client_free(&c);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+/* TLS to the backend (a tlsflow echo server of this process), verified:
+ * with TLS clients, and with plain TCP clients. */
+TF_TEST(tls_backend, 60)
+{
+    static uint8_t buf[512 * 1024];
+    tlsflow_loop *loop = tf_loop_new();
+    tlsflow_config *scfg = tf_server_config(TF_ECDSA_CERT, TF_ECDSA_KEY, NULL);
+    tf_echo e;
+    int port, pport;
+    tf_peer *px, *tcp_px;
+    tf_xfer x;
+    struct client c;
+    tlsflow_config *ccfg = tf_client_config(NULL, TF_CA);
+    tf_done d;
+
+    tf_echo_listen(&e, loop, scfg);
+    px = proxy(e.port, &port, "--cert", TF_ECDSA_CERT, "--key", TF_ECDSA_KEY, "--tls-backend",
+               "--ca", TF_CA, "--backend-name", "localhost", NULL);
+    /* The client flow and the echo server share this loop. */
+    assert_int_equal(tf_connect_sync(loop, ccfg, "localhost", port, &d, 10000), 0);
+    c.flow = d.flow;
+    tf_xfer_start(&x, c.flow, sizeof(buf), sizeof(buf), 11, TF_DATA_BINARY);
+    tf_run_until(loop, tf_xfer_cond, &x, 20000, "TLS -> proxy -> TLS echo");
+    assert_false(x.failed);
+    assert_int_equal(x.received, sizeof(buf));
+    tf_xfer_release(&x);
+    tlsflow_free(c.flow);
+    /* Plain TCP in. */
+    tcp_px = proxy(e.port, &pport, "--tls-backend", "--ca", TF_CA, "--backend-name", "localhost",
+                   NULL);
+    int fd = tf_tcp_connect(pport);
+    assert_true(fd >= 0);
+    tf_pump *pump = tf_pump_start(fd, fd, sizeof(buf), 12, TF_DATA_BINARY, 0);
+    tf_deadline dl = tf_deadline_in(20000);
+    while (!tf_pump_done(pump))
+        tf_run_step(loop, &dl, "TCP -> proxy -> TLS echo");
+    tf_pump_result pr;
+    shutdown(fd, SHUT_WR);
+    tf_pump_finish(pump, &pr);
+    assert_false(pr.mismatch);
+    assert_int_equal(pr.received, sizeof(buf));
+    close(fd);
+    /* A backend whose certificate does not verify: refused. */
+    tf_peer *bad = proxy(e.port, &pport, "--tls-backend", "--ca", TF_UNTRUSTED_CA, NULL);
+    fd = tf_tcp_connect(pport);
+    assert_true(fd >= 0);
+    tf_run_for(loop, 500);
+    assert_true(tf_drain(fd, 5000) <= 0);
+    close(fd);
+    proxy_stop(bad);
+    proxy_stop(tcp_px);
+    proxy_stop(px);
+    tf_echo_close(&e);
+    tlsflow_loop_free(loop);
+    tlsflow_config_free(ccfg);
+    tlsflow_config_free(scfg);
+}
+
+/* ---- Many at once ---- */
+
+#define MANY 1000
+#define MANY_LEN 4096
+
+struct many {
+    tf_done  open[MANY];
+    tf_xfer  x[MANY];
+    int      opened, failed, started;
+};
+
+static bool many_done(void *arg)
+{
+    struct many *m = arg;
+
+    for (int i = 0; i < m->started; i++)
+        if (!tf_xfer_cond(&m->x[i]))
+            return false;
+    return m->started + m->failed == MANY;
+}
+
+TF_TEST(thousand_flows, 240)
+{
+    static struct many m;
+    struct rlimit rl;
+    int bport, port;
+    tf_peer *be, *px;
+    tlsflow_loop *loop;
+    tlsflow_config *cfg;
+
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max < 4 * MANY)
+        skip();
+    rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);        /* the peers inherit it */
+    be = backend("echo", NULL, &bport);
+    px = proxy(bport, &port, "--cert", TF_ECDSA_CERT, "--key", TF_ECDSA_KEY, NULL);
+    loop = tf_loop_new();
+    cfg = tf_client_config(NULL, TF_CA);
+    memset(&m, 0, sizeof(m));
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(tlsflow_connect(loop, cfg, "127.0.0.1", tf_fmt("%d", port), tf_on_done,
+                                         &m.open[i]), 0);
+    tf_deadline dl = tf_deadline_in(180000);
+    while (!many_done(&m)) {
+        tf_run_step(loop, &dl, "1000 flows through the proxy");
+        for (int i = m.started + m.failed; i < MANY && m.open[i].n; i++) {
+            if (m.open[i].status != TLSFLOW_OK) {
+                fprintf(stderr, "flow %d: %s\n", i, m.open[i].message);
+                m.failed++;
+                continue;
+            }
+            tf_xfer_start(&m.x[i], m.open[i].flow, MANY_LEN, MANY_LEN, 1000 + (uint64_t)i,
+                          TF_DATA_BINARY);
+            m.started++;
+        }
+    }
+    assert_int_equal(m.failed, 0);
+    for (int i = 0; i < MANY; i++) {
+        if (m.x[i].failed || m.x[i].received != MANY_LEN)
+            fail_msg("flow %d: %zu bytes back, %s", i, m.x[i].received, m.x[i].message);
+        tf_xfer_release(&m.x[i]);
+        tlsflow_free(m.open[i].flow);
+    }
+    tlsflow_loop_free(loop);
+    tlsflow_config_free(cfg);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TF_CASE(gnutls_cli_socat_echo),
+        TF_CASE(s_client_socat_file),
+        TF_CASE(curl_http_server),
+        TF_CASE(half_close_client_first),
+        TF_CASE(half_close_backend_first),
+        TF_CASE(backend_refuses),
+        TF_CASE(backend_resets),
+        TF_CASE(client_vanishes),
+        TF_CASE(proxy_protocol_v2),
+        TF_CASE(tls_backend),
+        TF_CASE(thousand_flows),
+    };
+    int ret;
+
+    if (!tf_have_bin("python3")) {
+        fprintf(stderr, "skipped: no python3\n");
+        return TF_SKIP;
+    }
+    if (tf_expect_ktls() && !tf_kernel_has_tls()) {
+        fprintf(stderr, "TLSFLOW_EXPECT_KTLS=1 but the kernel has no tls ULP\n");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/tlsflow-proxy-test.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return 1;
+    ret = cmocka_run_group_tests(tests, NULL, NULL);
+    if (fork() == 0)
+        execlp("rm", "rm", "-rf", tmpdir, (char *)NULL);
+    wait(NULL);
+    return ret;
+}
