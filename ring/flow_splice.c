@@ -107,6 +107,7 @@ static void stream_read_done(tlsflow *f, int res, unsigned flags)
         return;                    /* cur_off moves as the bytes are encrypted */
     }
     stream_moved(f, w, res);
+    tf_pool_release(&f->loop->file_pool, &f->fbuf);   /* empty: back to the pool */
 }
 
 /* Userspace: the next piece into the pooled file buffer. */

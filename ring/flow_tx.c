@@ -251,8 +251,9 @@ static bool encrypt_batch(tlsflow *f)
         return true;
     if (f->tx_congested && f->send_op.op.busy) {
         /* File bytes read ahead wait in no buffer of ours: they are read
-         * again (from the page cache) once the socket drains. */
-        if (f->fbuf.len && !f->file_op.op.busy) {
+         * again (from the page cache) once the socket drains.  (Bytes a
+         * splice_from read cannot be read again: they wait.) */
+        if (f->fbuf.len && !f->file_op.op.busy && !(f->wq_next && f->wq_next->is_stream)) {
             f->fbuf.len = 0;
             tf_pool_release(&f->loop->file_pool, &f->fbuf);
         }

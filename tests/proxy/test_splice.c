@@ -48,7 +48,7 @@ static unsigned long long copied(tlsflow_loop *loop)
 
 /* pipe -> client flow -> server flow -> pipe, then the client's close_notify
  * ends the server's splice_to with EOF; the same back with a socket pair. */
-static void both_ways(bool use_socket)
+static void both_ways(bool use_socket, int stall_ms)
 {
     tf_env e;
     tlsflow *s, *c;
@@ -80,6 +80,10 @@ static void both_ways(bool use_socket)
     close(out[0]);
     before = copied(e.loop);
     assert_int_equal(tlsflow_splice_from(c, in[0], 0, tf_on_done, &from), 0);
+    /* A server that takes nothing for a while: the client's send side
+     * backs up (what it read of the pipe must wait, not be dropped). */
+    if (stall_ms)
+        tf_run_for(e.loop, stall_ms);
     assert_int_equal(tlsflow_splice_to(s, out[1], 0, tf_on_done, &to), 0);
     TF_RUN_UNTIL(e.loop, from.n, 30000);
     assert_int_equal(from.status, TLSFLOW_OK);
@@ -103,12 +107,17 @@ static void both_ways(bool use_socket)
 
 TF_TEST(test_pipes, 60)
 {
-    both_ways(false);
+    both_ways(false, 0);
+}
+
+TF_TEST(test_backpressure, 60)
+{
+    both_ways(false, 300);
 }
 
 TF_TEST(test_sockets, 60)
 {
-    both_ways(true);
+    both_ways(true, 0);
 }
 
 /* max: splice_to stops after max bytes (OK); a read gets what follows;
@@ -331,6 +340,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TF_CASE(test_pipes),
         TF_CASE(test_sockets),
+        TF_CASE(test_backpressure),
         TF_CASE(test_max),
         TF_CASE(test_order),
         TF_CASE(test_misuse),
