@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tf_gnutls_peer.h"
 #include "tf_test.h"
 
 #define LEN (3u << 20)
@@ -335,6 +336,78 @@ TF_TEST(test_fail_in_flight, 30)
     tf_env_fini(&e);
 }
 
+/* A GnuTLS peer echoes what the flow splices in, and sends KeyUpdates
+ * (not requested, then requested) mid-stream: control records reach the
+ * flow while its splice_to runs.  They are handled as reads handle them:
+ * every byte comes back, or (kTLS before 6.14, no second key) the splice
+ * ends with TLSFLOW_E_REKEY. */
+static tf_done ku_open;
+
+TF_TEST(test_key_update_mid_splice, 60)
+{
+    const size_t len = 2u << 20;
+    tlsflow_config *cfg = tf_config(TLSFLOW_SERVER, "NORMAL:-VERS-ALL:+VERS-TLS1.3", 5000);
+    tlsflow_loop *loop = tf_loop_new();
+    tf_gnutls_peer p = { .server = false, .echo = true, .seed = 21, .kind = TF_DATA_BINARY,
+                         .ku_at = 300000, .ku_peer_at = 900000 };
+    int a, b, in[2], out[2];
+    tf_pump *src, *dst;
+    tf_pump_result rs, rd;
+    tf_done from, to, cl;
+    tlsflow_info info;
+
+    memset(&ku_open, 0, sizeof(ku_open));
+    memset(&from, 0, sizeof(from));
+    memset(&to, 0, sizeof(to));
+    memset(&cl, 0, sizeof(cl));
+    tf_tcp_pair(&a, &b);
+    assert_int_equal(tlsflow_wrap_fd(loop, cfg, b, NULL, tf_on_done, &ku_open), 0);
+    tf_gnutls_peer_start(&p, a);
+    TF_RUN_UNTIL(loop, ku_open.n, 10000);
+    assert_int_equal(ku_open.status, TLSFLOW_OK);
+    assert_int_equal(tlsflow_get_info(ku_open.flow, &info), 0);
+    pipe_or_die(in);
+    pipe_or_die(out);
+    src = tf_pump_start(in[1], -1, len, 21, TF_DATA_BINARY, TF_PUMP_CLOSE);
+    dst = tf_pump_start(-1, out[0], len, 21, TF_DATA_BINARY, TF_PUMP_TO_EOF);
+    close(in[1]);
+    close(out[0]);
+    assert_int_equal(tlsflow_splice_from(ku_open.flow, in[0], 0, tf_on_done, &from), 0);
+    assert_int_equal(tlsflow_splice_to(ku_open.flow, out[1], 0, tf_on_done, &to), 0);
+    TF_RUN_UNTIL(loop, from.n, 30000);
+    if (from.status == TLSFLOW_OK)
+        assert_int_equal(tlsflow_close(ku_open.flow, tf_on_done, &cl), 0);
+    TF_RUN_UNTIL(loop, to.n, 30000);
+    if (info.ktls_rx && !tf_kernel_rekeys()) {
+        fprintf(stderr, "kTLS without a second key: splice_to %s after %zu bytes\n",
+                to.message, to.len);
+        assert_int_equal(to.status, TLSFLOW_ERROR);
+        assert_int_equal(to.error.code, TLSFLOW_E_REKEY);
+        close(out[1]);
+        close(in[0]);
+        tf_pump_finish(src, &rs);
+        tf_pump_finish(dst, &rd);
+    } else {
+        if (from.status != TLSFLOW_OK || to.status != TLSFLOW_EOF)
+            fail_msg("splice_from: %d %s; splice_to: %d %s after %zu; peer: %s %s", from.status,
+                     from.message, to.status, to.message, to.len, p.where,
+                     p.gerr ? gnutls_strerror(p.gerr) : "");
+        assert_int_equal(to.len, len);
+        close(out[1]);
+        tf_pump_finish(src, &rs);
+        tf_pump_finish(dst, &rd);
+        assert_false(rd.mismatch);
+        assert_int_equal(rd.received, len);
+        assert_true(p.ku_done >= 2);
+        close(in[0]);
+    }
+    tf_run_until(loop, tf_gnutls_peer_done, &p, 10000, "the peer");
+    tlsflow_free(ku_open.flow);
+    tf_gnutls_peer_join(&p, 10000);
+    tlsflow_loop_free(loop);
+    tlsflow_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +419,7 @@ int main(void)
         TF_CASE(test_misuse),
         TF_CASE(test_fd_fails),
         TF_CASE(test_fail_in_flight),
+        TF_CASE(test_key_update_mid_splice),
     };
     if (tf_expect_ktls() && !tf_kernel_has_tls()) {
         fprintf(stderr, "TLSFLOW_EXPECT_KTLS=1 but the kernel has no tls ULP\n");
