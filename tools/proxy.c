@@ -405,7 +405,10 @@ int main(int argc, char **argv)
                 goto bad;
             break;
         case OPT_KTLS:
-            if (!optarg)
+            /* --ktls alone is require; --ktls MODE and --ktls=MODE name one */
+            if (!optarg && optind < argc && tf_parse_ktls(argv[optind], &in_tls.ktls) == 0)
+                optind++;
+            else if (!optarg)
                 in_tls.ktls = TLSFLOW_KTLS_REQUIRE;
             else if (tf_parse_ktls(optarg, &in_tls.ktls) < 0)
                 goto bad;
