@@ -476,6 +476,46 @@ TF_TEST(tls_backend, 60)
     tlsflow_config_free(scfg);
 }
 
+/* --help, a bad option; and with two threads, a connection that moves
+ * nothing for --idle-timeout is reset (both sides). */
+TF_TEST(help_and_idle_timeout, 30)
+{
+    int bport = tf_free_port(), port, st;
+    tf_peer *h, *be, *px;
+    struct client c;
+    tf_done rd;
+    long long t0;
+
+    h = tf_peer_start(TF_PEER_STDOUT, TF_PROXY_BIN, "--help", NULL);
+    st = tf_peer_wait(h, tf_ms(5000));
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    tf_peer_stop(h);
+    h = tf_peer_start(0, TF_PROXY_BIN, "--listen", "127.0.0.1:1", NULL);   /* no --backend */
+    st = tf_peer_wait(h, tf_ms(5000));
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    assert_true(tf_peer_log_contains(h, "usage:"));
+    tf_peer_stop(h);
+
+    tf_require_bins("socat", NULL);
+    be = tf_peer_start(0, "socat", tf_fmt("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", bport),
+                       "EXEC:cat", NULL);
+    assert_int_equal(tf_wait_port(bport, tf_ms(10000), be), 0);
+    px = proxy(bport, &port, "--cert", TF_ECDSA_CERT, "--key", TF_ECDSA_KEY, "--threads", "2",
+               "--idle-timeout", "1", NULL);
+    client_open(&c, port);
+    write_sync(&c, "ping", 4);
+    tf_read_sync(c.loop, c.flow, &rd, 10000);
+    assert_int_equal(rd.status, TLSFLOW_OK);
+    t0 = tf_now_ms();
+    tf_read_sync(c.loop, c.flow, &rd, 10000);       /* nothing moves: the proxy resets */
+    assert_int_equal(rd.status, TLSFLOW_ERROR);
+    if (tf_now_ms() - t0 < 800)
+        fail_msg("reset after %lld ms, before the 1 s idle timeout", tf_now_ms() - t0);
+    client_free(&c);
+    proxy_stop(px);
+    tf_peer_stop(be);
+}
+
 /* ---- Many at once ---- */
 
 #define MANY 1000
@@ -559,6 +599,7 @@ int main(void)
         TF_CASE(client_vanishes),
         TF_CASE(proxy_protocol_v2),
         TF_CASE(tls_backend),
+        TF_CASE(help_and_idle_timeout),
         TF_CASE(thousand_flows),
     };
     int ret;
