@@ -375,7 +375,6 @@ static bool srx_out(tlsflow *f)
         return true;
     }
     if (f->rx_pipe_len) {
-        f->srx_out_len = f->rx_pipe_len;
         sqe = tf_flow_submit(f, &f->srx_op, srx_out_done);
         io_uring_prep_splice(sqe, f->rx_pipe[0], -1, f->srx_fd, -1, (unsigned)f->rx_pipe_len,
                              SPLICE_F_NONBLOCK);
@@ -390,7 +389,6 @@ static bool srx_out(tlsflow *f)
     } else {
         return false;
     }
-    f->srx_out_len = n;
     sqe = tf_flow_submit(f, &f->srx_op, srx_out_done);
     if (f->srx_is_sock)
         io_uring_prep_send(sqe, f->srx_fd, p, n, MSG_NOSIGNAL);
@@ -577,7 +575,6 @@ TLSFLOW_PUBLIC int tlsflow_splice_to(tlsflow *f, int fd, size_t max, tlsflow_cb 
     f->srx_is_sock = is_sock;
     f->srx_max = max;
     f->srx_moved = 0;
-    f->srx_out_len = 0;
     f->read_cb = splice_read_cb;
     f->read_arg = NULL;
     tf_flow_schedule(f);

@@ -356,7 +356,6 @@ struct tlsflow {
     int                srx_fd;
     bool               srx_is_sock; /* send with MSG_NOSIGNAL, not write */
     size_t             srx_max, srx_moved;   /* srx_max 0: no limit */
-    size_t             srx_out_len; /* bytes of the step in flight (SRX_STEP_OUT) */
     tf_buf             srx_buf;     /* userspace: plaintext on its way to srx_fd (one batch) */
     int                rx_pipe[2];  /* kernel: socket -> pipe -> srx_fd; -1 none */
     size_t             rx_pipe_len;
