@@ -119,13 +119,14 @@ static void *acceptor_main(void *arg)
             return NULL;             /* shut down: the worker stops */
         }
         a = malloc(sizeof(*a));
+        if (a) {
+            a->w = &s->w;     /* before the post: the loop may run it at once */
+            a->fd = fd;
+        }
         pthread_mutex_lock(&s->lock);
         if (!a || !s->is_running || tlsflow_loop_post(s->w.loop, on_accepted, a) < 0) {
             close(fd);
             free(a);
-        } else {
-            a->w = &s->w;
-            a->fd = fd;
         }
         pthread_mutex_unlock(&s->lock);
     }
