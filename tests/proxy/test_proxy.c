@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -283,6 +284,58 @@ static void write_sync(struct client *c, const void *buf, size_t len)
     assert_int_equal(tlsflow_write(c->flow, buf, len, tf_on_done, &w), 0);
     TF_RUN_UNTIL(c->loop, w.n, 10000);
     assert_int_equal(w.status, TLSFLOW_OK);
+}
+
+/* A tlsflow client -> proxy -> nginx (HTTP/1.0: nginx closes after the
+ * response, which the client sees as close_notify after the body). */
+TF_TEST(nginx_backend, 60)
+{
+    const size_t len = 2u << 20;
+    int bport = tf_free_port(), port;
+    tf_peer *be, *px;
+    struct client c;
+    tf_sink s;
+    tf_checker chk;
+    const char *conf = tf_fmt("%s/nginx.conf", tmpdir);
+    FILE *f;
+    static const char req[] = "GET /data-7 HTTP/1.0\r\nHost: localhost\r\n\r\n";
+
+    if (!tf_have_bin("nginx")) {
+        tf_skip_note("no nginx");
+        skip();
+    }
+    data_file(len, 7);
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "daemon off; worker_processes 1; pid %s/nginx.pid; error_log stderr;\n"
+               "events { worker_connections 64; }\n"
+               "http { access_log off; sendfile on; client_body_temp_path %s;\n"
+               "  proxy_temp_path %s; fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;\n"
+               "  server { listen 127.0.0.1:%d; root %s; } }\n",
+            tmpdir, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir, bport, tmpdir);
+    fclose(f);
+    chmod(tmpdir, 0755);
+    chmod(tf_fmt("%s/data-7", tmpdir), 0644);
+    be = tf_peer_start(0, "nginx", "-p", tmpdir, "-c", conf, NULL);
+    assert_int_equal(tf_wait_port(bport, tf_ms(10000), be), 0);
+    px = tls_proxy(bport, &port);
+    client_open(&c, port);
+    write_sync(&c, req, sizeof(req) - 1);
+    tf_sink_start(c.flow, &s, len + 4096);
+    TF_RUN_UNTIL(c.loop, s.eof || s.errors, 20000);
+    if (s.errors)
+        fail_msg("read: %s", tlsflow_error_message(s.error));
+    const uint8_t *body = memmem(s.buf, s.got, "\r\n\r\n", 4);
+    assert_non_null(body);
+    body += 4;
+    assert_true(!memcmp(s.buf, "HTTP/1.1 200", 12));
+    assert_int_equal(s.got - (size_t)(body - s.buf), len);
+    tf_checker_init(&chk, 7, TF_DATA_BINARY);
+    assert_true(tf_checker_feed(&chk, body, len));
+    free(s.buf);
+    client_free(&c);
+    proxy_stop(px);
+    tf_peer_stop(be);
 }
 
 /* The client's close_notify first: the backend reads EOF and still answers;
@@ -605,6 +658,7 @@ int main(void)
         TF_CASE(gnutls_cli_socat_echo),
         TF_CASE(s_client_socat_file),
         TF_CASE(curl_http_server),
+        TF_CASE(nginx_backend),
         TF_CASE(half_close_client_first),
         TF_CASE(half_close_backend_first),
         TF_CASE(backend_refuses),
