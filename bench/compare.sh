@@ -7,6 +7,9 @@
 #     (OpenSSL client) and by tlsflow-bench (GnuTLS client), MB/s, medians of
 #     several runs;
 #   - the server's CPU seconds per GB sent (/proc/PID/stat utime+stime deltas);
+#   - small responses: keep-alive requests/s for a 1-byte file at 16, 100 and
+#     1,000 connections (wrk and tlsflow-bench), and new connections/s (wrk,
+#     16 connections, "Connection: close");
 #   - full TLS 1.3 handshakes per second (tlsflow-bench handshake, ECDSA P-256);
 #   - RSS per idle connection with N idle TLS 1.3 flows (default 10,000);
 #   - tlsflow-serve's own io_uring submission / plaintext copy counters, where
@@ -139,6 +142,7 @@ CA=$TMP/certs/ca.pem CERT=$TMP/certs/server-ecdsa.pem KEY=$TMP/certs/server-ecds
 mkdir -p "$TMP/root"
 head -c $((1 << 20)) /dev/urandom > "$TMP/root/1m.bin"
 head -c $((100 << 20)) /dev/urandom > "$TMP/root/100m.bin"
+printf x > "$TMP/root/1b.bin"
 
 # A port below the ephemeral range (thousands of client sockets of the idle
 # test may still hold ports in it) that no socket uses at all.
@@ -277,6 +281,36 @@ run_server() {  # run_server tlsflow|nginx
             done
         done
     done
+    # small responses: keep-alive GETs of a 1-byte file, by wrk and by
+    # tlsflow-bench; then new connections per second (wrk, one request per
+    # connection).  A figure counts only when every response was a 200.
+    local rps bad n
+    for c in 16 100 1000; do
+        for run in $(seq "$RUNS"); do
+            out=$(wrk -t2 -c$c -d${DURATION}s "https://127.0.0.1:$PORT/1b.bin" 2>&1)
+            rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+            bad=$(echo "$out" | grep -E 'Non-2xx|Socket errors' | tr '\n' ' ' || true)
+            n=$(echo "$out" | sed -n 's/^ *\([0-9]*\) requests in .*/\1/p')
+            [ -n "$rps" ] && [ "${n:-0}" -gt 0 ] || rps=nan
+            echo "$out" | grep -q 'Non-2xx' && rps=nan
+            say "$s wrk 1b.bin keep-alive c=$c run $run: $rps req/s ($n requests)${bad:+; $bad}"
+            add $s "wrk 1b c=$c req/s" "$rps"
+            out=$("$BENCH" throughput --host 127.0.0.1 --port "$PORT" --ca "$CA" --priority "$PRIO" \
+                    --path /1b.bin --connections $c --threads 2 --duration "$DURATION" --json 2>&1 || true)
+            rps=$(echo "$out" | json_field requests_per_s)
+            echo "$out" | grep -q '"errors":0,' || rps=nan
+            say "$s tlsflow-bench 1b.bin keep-alive c=$c run $run: ${rps:-nan} req/s"
+            add $s "bench 1b c=$c req/s" "${rps:-nan}"
+        done
+    done
+    for run in $(seq "$RUNS"); do
+        out=$(wrk -t2 -c16 -d${DURATION}s -H 'Connection: close' "https://127.0.0.1:$PORT/1b.bin" 2>&1)
+        rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+        echo "$out" | grep -q 'Non-2xx' && rps=nan
+        bad=$(echo "$out" | grep -E 'Non-2xx|Socket errors' | tr '\n' ' ' || true)
+        say "$s wrk 1b.bin Connection: close c=16 run $run: ${rps:-nan} connections/s${bad:+; $bad}"
+        add $s "wrk close c=16 conn/s" "${rps:-nan}"
+    done
     for run in $(seq "$RUNS"); do
         out=$("$BENCH" handshake --host 127.0.0.1 --port "$PORT" --ca "$CA" --priority "$PRIO" \
                 --connections 16 --threads 2 --duration "$DURATION" --json 2>&1 || true)
@@ -382,7 +416,9 @@ for m in "wrk 1m.bin c=1 MB/s" "wrk 1m.bin c=16 MB/s" "wrk 100m.bin c=1 MB/s" "w
          "bench 1m.bin c=1 MB/s" "bench 1m.bin c=16 MB/s" "bench 100m.bin c=1 MB/s" "bench 100m.bin c=16 MB/s" \
          "wrk 1m.bin c=1 cpu" "wrk 1m.bin c=16 cpu" "wrk 100m.bin c=1 cpu" "wrk 100m.bin c=16 cpu" \
          "bench 1m.bin c=1 cpu" "bench 1m.bin c=16 cpu" "bench 100m.bin c=1 cpu" "bench 100m.bin c=16 cpu" \
-         "handshakes/s" "RSS kB/idle flow" "idle flows"; do
+         "wrk 1b c=16 req/s" "wrk 1b c=100 req/s" "wrk 1b c=1000 req/s" \
+         "bench 1b c=16 req/s" "bench 1b c=100 req/s" "bench 1b c=1000 req/s" \
+         "wrk close c=16 conn/s" "handshakes/s" "RSS kB/idle flow" "idle flows"; do
     a=$(med tlsflow "$m") b=$(med nginx "$m")
     [ -n "$ONLY" ] && { [ "$ONLY" = tlsflow ] && b=- || a=-; }
     label=${m/ cpu/ server CPU s\/GB}
@@ -390,6 +426,8 @@ for m in "wrk 1m.bin c=1 MB/s" "wrk 1m.bin c=16 MB/s" "wrk 100m.bin c=1 MB/s" "w
     say "| $label | $a | $b | $(ratio "$a" "$b") |"
 done
 say ""
+say "req/s: keep-alive GETs of a 1-byte file; conn/s: wrk with one request per connection"
+say "(Connection: close; wrk's OpenSSL client may resume sessions, as browsers do)."
 say "MB/s are 10^6 bytes of response body per second as the client counted them;"
 say "server CPU s/GB is the server process's utime+stime over the run per 10^9 bytes."
 
@@ -417,6 +455,18 @@ if [ -z "$ONLY" ]; then
                 else say "- met $name: throughput ${r}x, CPU ${q}x"; fi
             done
         done
+    done
+    # small responses: keep-alive requests/s >= 1.2x nginx's, new connections/s >= 1.0x
+    for m in "wrk 1b c=16 req/s" "wrk 1b c=100 req/s" "wrk 1b c=1000 req/s" \
+             "bench 1b c=16 req/s" "bench 1b c=1000 req/s" "wrk close c=16 conn/s"; do
+        want=1.2
+        [ "$m" = "wrk close c=16 conn/s" ] && want=1.0
+        r=$(ratio "$(med tlsflow "$m")" "$(med nginx "$m")")
+        name=${m/bench /tlsflow-bench }
+        if [ "$r" = - ]; then say "- $name: no figure"; missed=$((missed + 1))
+        elif awk -v r="$r" -v w="$want" 'BEGIN {exit !(r < w)}'; then
+            say "- MISSED $name: ${r}x nginx (target ${want}x)"; missed=$((missed + 1))
+        else say "- met $name: ${r}x nginx (target ${want}x)"; fi
     done
     r=$(ratio "$(med tlsflow handshakes/s)" "$(med nginx handshakes/s)")
     if [ "$r" = - ]; then say "- handshakes/s: no figure"; missed=$((missed + 1))
@@ -469,5 +519,6 @@ if [ "$WRITE" = 1 ]; then
         done
     } > "$OUT.tmp"
     mv "$OUT.tmp" "$OUT"
+    "$ROOT/bench/chart.sh" "$OUT" "$ROOT/bench/ratios.svg"
     echo "wrote $OUT"
 fi

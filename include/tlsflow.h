@@ -11,8 +11,18 @@
  *    operation never calls its callback; an accepted one calls it exactly once.
  *  - Callbacks run only from tlsflow_loop_run*(), never inside the call that
  *    submitted the operation.
- *  - A loop, its flows and its listeners belong to the thread that runs the loop.
+ *  - A loop, its flows and its listeners belong to the thread that runs the loop
+ *    (where TLSFLOW_RING_FLAGS ties the ring to a thread, see
+ *    tlsflow_loop_ring_setup: the first to run it, which must also free it).
  *    A config is read-only once a flow used it and may be shared across loops.
+ *  - No data-path call blocks: tlsflow_connect resolves names on a resolver
+ *    thread, sendfile reads through the loop; tlsflow_loop_run* wait only for
+ *    the loop's own events.  Three calls may wait, none on a peer: tlsflow_listen
+ *    resolves its host at the call (an address literal needs no lookup), the
+ *    config setters read their files at the call, and tlsflow_loop_free waits
+ *    (at most 5 s) for the kernel to end the operations it cancels.
+ *  - Each call below says what it returns when refused and how long a pointer
+ *    it hands out stays valid.  Pages: man 7 tlsflow, man 3 tlsflow_<call>.
  */
 #ifndef TLSFLOW_H
 #define TLSFLOW_H
@@ -66,11 +76,19 @@ typedef struct {
 typedef void tlsflow_cb(tlsflow *flow, const tlsflow_result *res, void *arg);
 
 /* ---- Loop ---- */
+/* *out: valid until tlsflow_loop_free.  0, -EINVAL (NULL, depth > 32768, a
+ * TLSFLOW_RING_FLAGS it does not know), -ENOMEM, or io_uring_setup's -errno
+ * (-EPERM/-ENOSYS: io_uring disabled or absent, -EMFILE). */
 int  tlsflow_loop_new(tlsflow_loop **out, unsigned queue_depth /* 0 = default */);
-/* Runs until no flow, listener or operation is left, or tlsflow_loop_stop(). */
+/* Runs until no flow, listener or operation is left, or tlsflow_loop_stop():
+ * 0 then; -EINVAL (NULL); -EEXIST (see tlsflow_loop_run_once); the kernel's
+ * -errno when the ring broke. */
 int  tlsflow_loop_run(tlsflow_loop *loop);
 /* One round: waits up to timeout_ms (-1 = forever, 0 = poll) for completions and
- * runs their callbacks.  Returns the number of callbacks-worth of events handled. */
+ * runs their callbacks.  Returns the number of callbacks-worth of events handled
+ * (0 too when the wait ended early); -EINVAL (NULL); -EEXIST (the ring is tied
+ * to another thread, see tlsflow_loop_ring_setup); the kernel's -errno when the
+ * ring broke. */
 int  tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms);
 /* Makes the tlsflow_loop_run in progress return after its current round (a run
  * started later is not affected).  Callable from any thread: it wakes the loop. */
@@ -83,7 +101,15 @@ typedef struct {
                                              small writes coalesced, kernel-decrypted bytes held for a read */
     unsigned long long ciphertext_copied; /* received bytes copied out of the shared buffer ring */
 } tlsflow_loop_stats;
-int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);
+int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);   /* 0, -EINVAL */
+/* How the loop's io_uring was set up: "coop" (COOP_TASKRUN, where the kernel
+ * has it) or "plain", chosen by probe at tlsflow_loop_new; TLSFLOW_RING_FLAGS in
+ * the environment forces a set: "defer" (SINGLE_ISSUER|DEFER_TASKRUN), "coop"
+ * or "plain", optionally ",regfd" (a registered ring descriptor).  defer and
+ * regfd tie the ring to the first thread that runs the loop: another's run is
+ * -EEXIST, and that thread must also free it.  Valid as long as the loop;
+ * NULL for NULL. */
+const char *tlsflow_loop_ring_setup(const tlsflow_loop *loop);
 /* Frees the loop; flows, listeners and timers still there are freed with it,
  * and posted tasks not yet run are dropped, all without their callbacks (no
  * on_release either).  It cancels every operation in flight and waits for the
@@ -110,7 +136,8 @@ int  tlsflow_timer_start(tlsflow_timer *t, unsigned timeout_ms, unsigned repeat_
                          tlsflow_timer_cb *cb, void *arg);
 /* Never fires after this returns, even when already due; NULL or stopped: nothing. */
 void tlsflow_timer_stop(tlsflow_timer *t);
-/* Stops and frees t; allowed from any callback, its own included.  NULL: nothing. */
+/* Stops and frees t; allowed from any callback, its own included.  NULL: nothing.
+ * (A timer is valid until this, or until tlsflow_loop_free frees it with the loop.) */
 void tlsflow_timer_free(tlsflow_timer *t);
 
 /* ---- Posts and embedding ---- */
@@ -132,8 +159,13 @@ typedef enum { TLSFLOW_CLIENT, TLSFLOW_SERVER } tlsflow_role;
 typedef enum { TLSFLOW_KTLS_AUTO, TLSFLOW_KTLS_REQUIRE, TLSFLOW_KTLS_OFF } tlsflow_ktls_mode;
 typedef enum { TLSFLOW_VERIFY_REQUIRED, TLSFLOW_VERIFY_OPTIONAL, TLSFLOW_VERIFY_NONE } tlsflow_verify;
 
+/* *out: valid until tlsflow_config_free.  0, -EINVAL (NULL out, bad role), -ENOMEM.
+ * Setters below: 0, -EINVAL (NULL cfg, a bad value), -EBUSY once a flow or
+ * listener used cfg; the file setters also -ENOENT (unreadable), -ENOMEM; all
+ * copy their strings. */
 int  tlsflow_config_new(tlsflow_config **out, tlsflow_role role);
 void tlsflow_config_free(tlsflow_config *cfg);   /* after the last flow using it is freed */
+/* -EINVAL also for a file GnuTLS cannot parse or a key that does not match. */
 int  tlsflow_config_set_cert_file(tlsflow_config *cfg, const char *cert_pem, const char *key_pem);
 int  tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem);  /* clients default to the system trust store */
 /* Clients default to REQUIRED (the handshake fails on an untrusted or
@@ -142,6 +174,7 @@ int  tlsflow_config_set_ca_file(tlsflow_config *cfg, const char *ca_pem);  /* cl
  * Servers default to NONE (no client certificate asked); OPTIONAL asks for one
  * and verifies it when given, REQUIRED demands one. */
 int  tlsflow_config_set_verify(tlsflow_config *cfg, tlsflow_verify mode);
+/* Checked now: -EINVAL for a string GnuTLS refuses; -ENOMEM. */
 int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priority);
 /* At most 8 protocols, in order of preference; count 0 clears the list.  Each
  * name is 1..31 bytes: GnuTLS refuses longer ones when a session is set up
@@ -149,6 +182,7 @@ int  tlsflow_config_set_priority(tlsflow_config *cfg, const char *gnutls_priorit
 int  tlsflow_config_set_alpn(tlsflow_config *cfg, const char *const *protocols, size_t count);
 int  tlsflow_config_set_ktls(tlsflow_config *cfg, tlsflow_ktls_mode mode);          /* default AUTO */
 int  tlsflow_config_set_handshake_timeout(tlsflow_config *cfg, unsigned ms);        /* default 30000, 0 = none */
+/* (set_ktls, set_handshake_timeout, set_resumption, set_ktls_flags: 0, -EINVAL, -EBUSY) */
 /* What a flow may hold of received bytes (ciphertext waiting for GnuTLS, or
  * plaintext waiting for a read) before it stops receiving until the
  * application reads: default 64 KiB, at least 32 KiB (a whole record must
@@ -178,10 +212,14 @@ int  tlsflow_config_set_ktls_flags(tlsflow_config *cfg, unsigned flags);
  * address it resolves to is tried in turn.  A name that does not resolve
  * completes cb with TLSFLOW_E_RESOLVE (detail: the EAI_* code; EAI_SYSTEM
  * comes as TLSFLOW_E_SYSTEM with its errno).  tlsflow_loop_free while the
- * lookup runs drops it: cb is not called. */
+ * lookup runs drops it: cb is not called.  Refused (cb never called): -EINVAL
+ * (NULL, not a client config, a bad priority), -ENOENT (no system trust
+ * store), -EAGAIN (no resolver thread), -ENOMEM. */
 int  tlsflow_connect(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host,
                      const char *port, tlsflow_cb *cb, void *arg);
-/* fd: a connected stream socket; the flow owns it once the call is accepted. */
+/* fd: a connected stream socket; the flow owns it once the call is accepted.
+ * 0, or (fd stays the caller's) -EINVAL (NULL, fd not a stream socket, a
+ * server config without a certificate), -ENOENT, -ENOMEM as for connect. */
 int  tlsflow_wrap_fd(tlsflow_loop *loop, const tlsflow_config *cfg, int fd,
                      const char *server_name /* clients: SNI + verification name */,
                      tlsflow_cb *cb, void *arg);
@@ -203,22 +241,27 @@ int  tlsflow_wrap_fd(tlsflow_loop *loop, const tlsflow_config *cfg, int fd,
 int  tlsflow_listen(tlsflow_loop *loop, const tlsflow_config *cfg, const char *host, const char *port,
                     tlsflow_cb *on_flow /* once per handshaken flow */, void *arg,
                     tlsflow_listener **out);
-int  tlsflow_listener_port(const tlsflow_listener *l);   /* the bound port (useful with port "0") */
+int  tlsflow_listener_port(const tlsflow_listener *l);   /* the bound port (useful with port "0"), -EINVAL */
+/* Stops accepting; handshakes under way still reach on_flow.  l is invalid after. */
 void tlsflow_listener_close(tlsflow_listener *l);
 
 /* ---- The flow interface ---- */
 /* Completes with one segment as soon as any plaintext is available; EOF only after
- * the peer's close_notify.  One read may be pending at a time. */
+ * the peer's close_notify.  One read may be pending at a time.  0, -EINVAL (NULL,
+ * a freed flow, a read already pending). */
 int  tlsflow_read(tlsflow *flow, tlsflow_cb *cb, void *arg);
 /* Complete in submission order once every byte was handed to the kernel; buf must
- * stay untouched until then.  The iovec array itself is copied at the call. */
+ * stay untouched until then.  The iovec array itself is copied at the call.
+ * 0, -EINVAL (NULL, a bad iovec, after tlsflow_close), -ENOMEM. */
 int  tlsflow_write(tlsflow *flow, const void *buf, size_t len, tlsflow_cb *cb, void *arg);
 int  tlsflow_writev(tlsflow *flow, const struct iovec *iov, int iovcnt, tlsflow_cb *cb, void *arg);
 /* Flushes pending writes, sends close_notify, shuts down for writing and completes
- * when the peer has closed too.  Reads stay allowed until then. */
+ * when the peer has closed too.  Reads stay allowed until then.  0, -EINVAL (NULL,
+ * freed, already closing). */
 int  tlsflow_close(tlsflow *flow, tlsflow_cb *cb, void *arg);
-/* Releases the flow (may be called from any of its callbacks).  An open flow is
- * reset and its pending operations complete with TLSFLOW_E_CANCELED. */
+/* Releases the flow (may be called from any of its callbacks); flow is invalid
+ * after it.  An open flow is reset and its pending operations complete with
+ * TLSFLOW_E_CANCELED, from later rounds of the loop. */
 void tlsflow_free(tlsflow *flow);
 /* cb(arg) runs once, from the loop, after tlsflow_free(flow) once the flow's
  * last callback has run (cancelled ones included), never inside tlsflow_free;
@@ -228,7 +271,8 @@ void tlsflow_free(tlsflow *flow);
 int  tlsflow_on_release(tlsflow *flow, tlsflow_task_fn *cb, void *arg);
 
 /* ---- Beyond the seed ---- */
-/* Sends len bytes of fd from offset (splice on kTLS, read + encrypt otherwise). */
+/* Sends len bytes of fd from offset (splice on kTLS, read + encrypt otherwise);
+ * fd stays the caller's.  0, -EINVAL (fd or offset < 0, len too large, as write), -ENOMEM. */
 int  tlsflow_sendfile(tlsflow *flow, int fd, off_t offset, size_t len, tlsflow_cb *cb, void *arg);
 
 /* ---- Splicing ----
@@ -263,6 +307,7 @@ typedef struct {
     unsigned    peer_verify_status; /* clients with TLSFLOW_VERIFY_OPTIONAL: the GnuTLS verify
                                        status of the server's certificate (0 = trusted); else 0 */
 } tlsflow_info;
+/* The strings in *out are valid while the flow lives.  0, -EINVAL (NULL, freed). */
 int  tlsflow_get_info(const tlsflow *flow, tlsflow_info *out);
 /* The peer's certificate chain, leaf first: DER bytes of element index, valid
  * while the flow lives.  0, -ENOENT past the end (or no certificate), -EINVAL. */
@@ -270,9 +315,10 @@ int  tlsflow_get_peer_certificate(const tlsflow *flow, size_t index, const void 
 /* The socket; with both directions in the kernel it may be used with plain
  * read/write/sendfile by other code (a plain read() fails with EIO at a
  * control record such as a late TLS 1.3 ticket: use recvmsg with a control
- * buffer, or leave receiving to tlsflow_read). */
+ * buffer, or leave receiving to tlsflow_read).  Owned by the flow: valid until
+ * tlsflow_free; do not close it.  The fd, or -EINVAL (NULL). */
 int  tlsflow_fd(const tlsflow *flow);
-const char *tlsflow_version(void);
+const char *tlsflow_version(void);   /* static: valid for ever */
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 #include "ring/ring.h"
 
 static void flow_task(tf_task *t);
+static void starve_task(tf_task *t);
 
 #define WRITE_POOL 256
 
@@ -98,6 +99,7 @@ tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd)
     f->pipe_fd[0] = f->pipe_fd[1] = -1;
     f->rx_pipe[0] = f->rx_pipe[1] = f->srx_fd = -1;
     f->task.run = flow_task;
+    f->starve_task.run = starve_task;
     f->wq_tail = &f->wq;
     f->link.destroy = destroy;
     tf_ring_track(loop, &f->link);
@@ -358,6 +360,23 @@ static void flow_task(tf_task *t)
     tf_flow_rx_account(f);
     tf_flow_release(f);
     tf_flow_release(f);   /* the reference taken by tf_flow_schedule */
+}
+
+/* A ring buffer may be there now: the flow receives again. */
+static void starve_task(tf_task *t)
+{
+    tlsflow *f = TF_CONTAINER(t, tlsflow, starve_task);
+
+    tf_flow_schedule(f);
+    tf_flow_release(f);   /* the reference taken by tf_flow_starve */
+}
+
+void tf_flow_starve(tlsflow *f)
+{
+    if (f->starve_task.queued)
+        return;
+    f->refs++;   /* the queued task holds the flow */
+    tf_ring_starve(f->loop, &f->starve_task);
 }
 
 /* ---- Freeing ---- */

@@ -64,7 +64,10 @@ int tf_flow_user_file(tlsflow *f, tf_write *w)
             tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
             return -1;
         }
-        tf_hs_sent_uncorked(&f->hs);
+        if (f->tx_corked)
+            f->loop->plain_copied += (uint64_t)ret;   /* into the cork */
+        else
+            tf_hs_sent_uncorked(&f->hs);
         off += (size_t)ret;
         w->cur_off += (size_t)ret;
     }

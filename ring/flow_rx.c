@@ -114,7 +114,9 @@ void tf_flow_take_in(tlsflow *f, const uint8_t *src, size_t len)
 void tf_flow_recv_error(tlsflow *f, int res)
 {
     switch (res) {
-    case -ENOBUFS:       /* the shared ring ran dry for a moment: receive again */
+    case -ENOBUFS:       /* the shared ring ran dry for a moment: receive again once it fills */
+        tf_flow_starve(f);
+        break;
     case -EINTR:
     case -EAGAIN:
     case -ECANCELED:
@@ -185,8 +187,8 @@ void tf_flow_post_recv(tlsflow *f, size_t max)
     void *dst = NULL;
     size_t want;
 
-    if (f->recv_op.op.busy || f->rx_eof || f->rx_errno || f->rx_end != RX_LIVE || f->freed ||
-        f->err.code)
+    if (f->recv_op.op.busy || f->starve_task.queued || f->rx_eof || f->rx_errno ||
+        f->rx_end != RX_LIVE || f->freed || f->err.code)
         return;
     want = allowance(f);
     if (max && want > max)

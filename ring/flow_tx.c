@@ -93,44 +93,55 @@ static bool send_piece(tlsflow *f, tf_write *w, size_t n, bool corking)
     return true;
 }
 
+/* A file whose rest fits the record being corked joins it: a response's
+ * header and its small body leave as one record, in one send. */
+static bool file_joins_cork(const tlsflow *f, const tf_write *w)
+{
+    return f->tx_corked && f->tx_corked + (w->total - w->cur_off) <= RECORD_MAX;
+}
+
+static bool uncork_now(tlsflow *f)
+{
+    f->tx_corked = 0;
+    return uncork(f);
+}
+
 /* Encrypts queued writes until the batch is full; returns false on error.
- * Pieces smaller than a record are corked together into full records. */
+ * Pieces smaller than a record are corked together into full records; the
+ * cork is held across the read of a small file that joins it. */
 static bool encrypt_writes(tlsflow *f)
 {
-    size_t corked = 0;
-
-    while (f->wq_next && f->out.len + corked < TF_TX_BATCH) {
+    while (f->wq_next && f->out.len + f->tx_corked < TF_TX_BATCH) {
         tf_write *w = f->wq_next;
         size_t n;
 
         if (w->file_fd >= 0 && w->cur_off < w->total) {
-            if (corked && !uncork(f))
+            if (f->tx_corked && !file_joins_cork(f, w) && !uncork_now(f))
                 return false;
-            corked = 0;
+            size_t before = w->cur_off;
             int ret = tf_flow_user_file(f, w);
             if (ret < 0)
                 return false;
             if (ret == 0)
-                break;               /* the next piece is on its way */
+                return !f->tx_corked || file_joins_cork(f, w) || uncork_now(f);
+            if (f->tx_corked)
+                f->tx_corked += w->cur_off - before;
             continue;
         }
         if (w->file_fd < 0 && w->cur < w->iovcnt) {
             n = w->iov[w->cur].iov_len - w->cur_off;
             if (n > RECORD_MAX)
                 n = RECORD_MAX;
-            if (n == RECORD_MAX && corked) {   /* a full record goes out as it is */
-                if (!uncork(f))
-                    return false;
-                corked = 0;
-            }
+            if (n == RECORD_MAX && f->tx_corked && !uncork_now(f))
+                return false;   /* a full record goes out as it is */
             if (n) {
-                bool corking = corked || (n < RECORD_MAX && tf_hs_cork(&f->hs));
+                bool corking = f->tx_corked || (n < RECORD_MAX && tf_hs_cork(&f->hs));
                 size_t before = w->cur_off;
 
                 if (!send_piece(f, w, n, corking))
                     return false;
                 if (corking) {
-                    corked += w->cur_off - before;
+                    f->tx_corked += w->cur_off - before;
                     f->loop->plain_copied += w->cur_off - before;
                 }
             }
@@ -141,10 +152,10 @@ static bool encrypt_writes(tlsflow *f)
             continue;
         }
         w->taken = true;
-        w->end = corked ? UINT64_MAX : produced(f);
+        w->end = f->tx_corked ? UINT64_MAX : produced(f);
         f->wq_next = w->next;
     }
-    return !corked || uncork(f);
+    return !f->tx_corked || uncork_now(f);
 }
 
 void tf_flow_complete_writes(tlsflow *f)

@@ -37,7 +37,6 @@ void tf_trace_printf(const void *who, const char *fmt, ...)
 
 TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
 {
-    struct io_uring_params p;
     tlsflow_loop *loop;
     int ret;
 
@@ -62,17 +61,14 @@ TLSFLOW_PUBLIC int tlsflow_loop_new(tlsflow_loop **out, unsigned depth)
         return -ENOMEM;
     }
     loop->capstash = STASH_MIN;
-    memset(&p, 0, sizeof(p));
-    /* A roomy completion queue: many flows keep a receive armed. */
-    p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = depth * 8;
-    ret = io_uring_queue_init_params(depth, &loop->ring, &p);
+    ret = tf_ring_setup(loop, depth);
     if (ret < 0) {
         free(loop->stash);
         free(loop);
         return ret;
     }
     loop->tasks_tail = &loop->tasks;
+    loop->starved_tail = &loop->starved;
     loop->in_pool.cap = TF_IN_CAP;
     loop->tx_pool.cap = TF_TX_CAP;
     loop->file_pool.cap = TF_FILE_CAP;
@@ -157,9 +153,19 @@ static unsigned wait_and_stash(tlsflow_loop *loop, unsigned ms)
     return stash_cqes(loop);
 }
 
+void tf_ring_submit(tlsflow_loop *loop)
+{
+    if (io_uring_sq_ready(&loop->ring))
+        (void)submit(loop);
+}
+
 static int submit(tlsflow_loop *loop)
 {
-    int ret = io_uring_submit(&loop->ring);
+    int ret;
+
+    if (!loop->ring_live)
+        return 0;   /* before the first run: the queue waits for it */
+    ret = io_uring_submit(&loop->ring);
 
     loop->enters++;
     if (ret > 0)
@@ -179,6 +185,11 @@ static int submit_queued(tlsflow_loop *loop)
 {
     int ret = 0, fruitless = 0;
     bool made_room;
+
+    /* A queue filled before the first run cannot wait for it: the ring is
+     * this thread's from now on. */
+    if (!loop->ring_live && (ret = tf_ring_bind(loop)) < 0)
+        return ret;
 
     while (io_uring_sq_ready(&loop->ring) && fruitless < SUBMIT_TRIES) {
         ret = submit(loop);
@@ -296,6 +307,34 @@ void tf_ring_defer(tlsflow_loop *loop, tf_task *t)
     tf_ring_kick(loop);   /* queued outside a run: tell an embedding loop */
 }
 
+void tf_ring_starve(tlsflow_loop *loop, tf_task *t)
+{
+    if (t->queued)
+        return;
+    t->queued = true;
+    t->next = NULL;
+    *loop->starved_tail = t;
+    loop->starved_tail = &t->next;
+}
+
+/* After a round's completions gave their buffers back: as many starved
+ * receives go again as the ring has buffers. */
+static unsigned feed_starved(tlsflow_loop *loop)
+{
+    unsigned n = 0;
+
+    while (loop->starved && n < TF_BR_ENTRIES) {
+        tf_task *t = loop->starved;
+        loop->starved = t->next;
+        if (!loop->starved)
+            loop->starved_tail = &loop->starved;
+        t->queued = false;
+        t->run(t);
+        n++;
+    }
+    return n;
+}
+
 static unsigned run_tasks(tlsflow_loop *loop)
 {
     unsigned n = 0;
@@ -389,51 +428,6 @@ void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid)
     io_uring_buf_ring_advance(loop->br, 1);
 }
 
-int tf_pool_acquire(tf_pool *pool, tf_buf *b)
-{
-    if (b->data)
-        return 0;
-    b->data = pool->n ? pool->items[--pool->n] : malloc(pool->cap);
-    if (!b->data)
-        return -ENOMEM;
-    b->cap = pool->cap;
-    b->off = b->len = 0;
-    return 0;
-}
-
-/* Beyond the first few, a pooled buffer keeps its address but not its
- * pages: flows that stall (a peer that stops reading) must not leave their
- * buffers resident in the pool.  The page-aligned inside of a malloc'ed
- * block holds no allocator metadata; the pages come back zeroed. */
-static void pool_cool(tf_pool *pool, uint8_t *p)
-{
-    uintptr_t page = 4096, start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)p + pool->cap) & ~(page - 1);
-
-    if (end > start)
-        (void)madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
-void tf_pool_release(tf_pool *pool, tf_buf *b)
-{
-    if (!b->data || b->len)
-        return;
-    if (b->cap == pool->cap && pool->n < TF_POOL_MAX) {
-        if (pool->n >= TF_POOL_WARM)
-            pool_cool(pool, b->data);
-        pool->items[pool->n++] = b->data;
-    } else {
-        free(b->data);
-    }
-    memset(b, 0, sizeof(*b));
-}
-
-void tf_pool_drain(tf_pool *pool)
-{
-    while (pool->n)
-        free(pool->items[--pool->n]);
-}
-
 /* The stash as it is now.  What handlers stash meanwhile (an operation they
  * submit again that the ring refuses again) waits for the next run, so that
  * a run always ends and the application gets control back. */
@@ -450,31 +444,96 @@ static unsigned dispatch_stash(tlsflow_loop *loop)
     return (unsigned)n;
 }
 
-static int run_once(tlsflow_loop *loop, int timeout_ms)
+static long long coarse_ms(void)
 {
-    struct io_uring_cqe *cqes[64];
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool pools_warm_excess(const tlsflow_loop *loop)
+{
+    return tf_pool_warm_excess(&loop->in_pool) || tf_pool_warm_excess(&loop->tx_pool) ||
+           tf_pool_warm_excess(&loop->file_pool);
+}
+
+/* Once a trim period: what the pools kept unused all that time cools. */
+static void trim_pools(tlsflow_loop *loop)
+{
+    long long now = coarse_ms();
+
+    if (now < loop->trim_at_ms)
+        return;
+    loop->trim_at_ms = now + TF_POOL_TRIM_MS;
+    tf_pool_trim(&loop->in_pool);
+    tf_pool_trim(&loop->tx_pool);
+    tf_pool_trim(&loop->file_pool);
+}
+
+static int enter(tlsflow_loop *loop, int timeout_ms)
+{
     struct __kernel_timespec ts, *tsp = NULL;
     struct io_uring_cqe *cqe;
-    unsigned handled, n;
+    unsigned pending = io_uring_sq_ready(&loop->ring);
     int ret;
 
-    handled = run_tasks(loop);
-    handled += tf_post_run(loop);
-    handled += run_tasks(loop);
-    tf_timers_sync(loop);
-    if (timeout_ms >= 0 || handled) {
-        if (handled)
-            timeout_ms = 0;
+    if (timeout_ms >= 0) {
         ts.tv_sec = timeout_ms / 1000;
         ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
         tsp = &ts;
     }
+    ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, tsp, NULL);
+    loop->enters++;
+    loop->submissions += pending;
+    return ret;
+}
+
+/* Submits and waits up to timeout_ms (-1: for ever) for a completion.  A
+ * loop about to sleep with warm buffers to spare wakes once to trim them,
+ * then sleeps on. */
+static int wait_cqe(tlsflow_loop *loop, int timeout_ms)
+{
+    int ret;
+
+    if (timeout_ms != 0 && pools_warm_excess(loop)) {
+        long long start = coarse_ms();
+        int step = timeout_ms < 0 || timeout_ms > TF_POOL_TRIM_MS ? TF_POOL_TRIM_MS : timeout_ms;
+
+        ret = enter(loop, step);
+        if (ret != -ETIME || step == timeout_ms)
+            goto out;
+        loop->trim_at_ms = 0;
+        trim_pools(loop);
+        if (timeout_ms > 0) {
+            timeout_ms -= (int)(coarse_ms() - start);
+            if (timeout_ms < 0)
+                timeout_ms = 0;
+        }
+    }
+    ret = enter(loop, timeout_ms);
+out:
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+        return ret;
+    return 0;
+}
+
+static int run_once(tlsflow_loop *loop, int timeout_ms)
+{
+    struct io_uring_cqe *cqes[64];
+    unsigned handled, n;
+    int ret;
+
+    tf_post_drain_embed(loop);   /* first: what comes after it signals again */
+    handled = run_tasks(loop);
+    handled += tf_post_run(loop);
+    handled += run_tasks(loop);
+    tf_timers_sync(loop);
     if (loop->nstash == 0) {
-        unsigned pending = io_uring_sq_ready(&loop->ring);
-        ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, tsp, NULL);
-        loop->enters++;
-        loop->submissions += pending;
-        if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+        if (handled)
+            timeout_ms = 0;
+        ret = wait_cqe(loop, timeout_ms);
+        if (ret < 0)
             return ret;
     }
     handled += dispatch_stash(loop);
@@ -492,8 +551,10 @@ static int run_once(tlsflow_loop *loop, int timeout_ms)
     }
     handled += run_tasks(loop);
     handled += tf_post_run(loop);
+    handled += feed_starved(loop);
     handled += run_tasks(loop);
     tf_timers_sync(loop);
+    trim_pools(loop);
     /* Whatever the callbacks asked for goes to the kernel now (or, refused,
      * at the next run). */
     if (io_uring_sq_ready(&loop->ring))
@@ -508,6 +569,10 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
 
     if (!loop)
         return -EINVAL;
+    if (loop->ring_live && loop->ring_bound && !pthread_equal(loop->owner, pthread_self()))
+        return -EEXIST;   /* a loop is run by one thread: the first to run it */
+    if (!loop->ring_live && (ret = tf_ring_bind(loop)) < 0)
+        return ret;
     was_in_run = loop->in_run;
     loop->in_run = true;
     ret = run_once(loop, timeout_ms);
@@ -516,6 +581,7 @@ TLSFLOW_PUBLIC int tlsflow_loop_run_once(tlsflow_loop *loop, int timeout_ms)
      * stash): the ring fd must still be readable for an embedding loop. */
     if (loop->tasks || loop->nstash)
         tf_ring_kick(loop);
+    tf_post_embed_end(loop);
     return ret;
 }
 
@@ -613,6 +679,10 @@ static int drain(tlsflow_loop *loop)
     int ret;
 
     drain_stash(loop);
+    /* A ring tied to another thread cannot be entered from this one: what
+     * is in flight is left to the kernel, and its memory kept (abandon). */
+    if (loop->inflight && loop->ring_bound && !pthread_equal(loop->owner, pthread_self()))
+        return -EEXIST;
     last_end = last_cancel = now_ms();
     if (loop->inflight)
         cancel_all(loop);
@@ -699,12 +769,8 @@ static void abandon(tlsflow_loop *loop)
 /* Objects still open are released without their callbacks: no callback may
  * run outside tlsflow_loop_run*. */
 /* Tasks still queued are dropped; those that own memory give it back. */
-static void discard_tasks(tlsflow_loop *loop)
+static void discard_queue(tf_task *t)
 {
-    tf_task *t = loop->tasks;
-
-    loop->tasks = NULL;
-    loop->tasks_tail = &loop->tasks;
     while (t) {
         tf_task *next = t->next;
         t->queued = false;
@@ -714,12 +780,23 @@ static void discard_tasks(tlsflow_loop *loop)
     }
 }
 
+static void discard_tasks(tlsflow_loop *loop)
+{
+    discard_queue(loop->tasks);
+    loop->tasks = NULL;
+    loop->tasks_tail = &loop->tasks;
+    discard_queue(loop->starved);
+    loop->starved = NULL;
+    loop->starved_tail = &loop->starved;
+}
+
 TLSFLOW_PUBLIC void tlsflow_loop_free(tlsflow_loop *loop)
 {
     if (!loop)
         return;
     tf_resolve_shutdown(loop);   /* lookups in flight no longer post to us */
     discard_tasks(loop);
+    (void)tf_ring_bind(loop);    /* never run: the cancels must reach the kernel */
     if (drain(loop) < 0) {
         abandon(loop);
         return;

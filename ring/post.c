@@ -7,6 +7,7 @@
  * for work that no completion would announce to an embedding loop. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -51,6 +52,7 @@ int tf_post_init(tlsflow_loop *loop)
     int ret;
 
     loop->post_tail = &loop->post_head;
+    atomic_init(&loop->embed_fd, -1);
     atomic_init(&loop->has_posts, false);
     ret = pthread_mutex_init(&loop->post_lock, NULL);
     if (ret)
@@ -68,9 +70,15 @@ int tf_post_init(tlsflow_loop *loop)
 void tf_ring_wake(tlsflow_loop *loop)
 {
     uint64_t one = 1;
+    int efd = atomic_load_explicit(&loop->embed_fd, memory_order_acquire);
 
     /* Only fails with EAGAIN, when the counter is already huge: awake anyway. */
     if (write(loop->wake_fd, &one, sizeof(one)) < 0)
+        return;
+    /* With deferred task work the kernel may not pass this wake-up on to the
+     * embedding descriptor (it completes our read from inside the eventfd's
+     * own wake-up): it is told directly. */
+    if (efd >= 0 && write(efd, &one, sizeof(one)) < 0)
         return;
 }
 
@@ -139,14 +147,88 @@ void tf_post_free(tlsflow_loop *loop)
     loop->post_tail = &loop->post_head;
     close(loop->wake_fd);
     loop->wake_fd = -1;
+    if (loop->embed_fd >= 0)
+        close(loop->embed_fd);
+    atomic_store(&loop->embed_fd, -1);
     pthread_mutex_destroy(&loop->post_lock);
+}
+
+/* With deferred task work a completion may wait in the kernel's list of
+ * work for the loop's thread, where polling the ring's descriptor does not
+ * see it; the kernel signals a registered eventfd for that work too.  That
+ * eventfd is made the first time an embedding application asks (a loop that
+ * is not embedded pays nothing for it), and drained at each run. */
+static int embed_fd(tlsflow_loop *loop)
+{
+    int fd, ret;
+
+    if (loop->embed_fd >= 0)
+        return loop->embed_fd;
+    fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    ret = io_uring_register_eventfd(&loop->ring, fd);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    atomic_store_explicit(&loop->embed_fd, fd, memory_order_release);
+    return fd;
+}
+
+/* The kernel signals the eventfd when work is added to an empty list: once
+ * it is drained, the run must take all the work there is (a round that finds
+ * completions waiting would otherwise not enter), or what stays in the list
+ * would never signal again. */
+void tf_post_drain_embed(tlsflow_loop *loop)
+{
+    uint64_t v;
+
+    if (loop->embed_fd < 0)
+        return;
+    if (read(loop->embed_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        return;
+    (void)io_uring_get_events(&loop->ring);
+    loop->enters++;
+}
+
+#ifndef IORING_SQ_TASKRUN
+#define IORING_SQ_TASKRUN (1U << 2)
+#endif
+
+/* A run ends: completions already in the queue, or work the kernel marked
+ * as waiting for the loop (posted while the run itself was in the kernel,
+ * which may not signal), make the descriptor readable. */
+void tf_post_embed_end(tlsflow_loop *loop)
+{
+    uint64_t one = 1;
+
+    if (loop->embed_fd < 0)
+        return;
+    if (!io_uring_cq_ready(&loop->ring) &&
+        !(IO_URING_READ_ONCE(*loop->ring.sq.kflags) & IORING_SQ_TASKRUN))
+        return;
+    if (write(loop->embed_fd, &one, sizeof(one)) < 0)
+        return;   /* EAGAIN: the counter is huge, readable anyway */
 }
 
 TLSFLOW_PUBLIC int tlsflow_loop_fd(const tlsflow_loop *loop)
 {
     if (!loop)
         return -EINVAL;
-    return loop->ring.ring_fd;
+    /* The thread that asks drives the loop: the ring becomes its (as a first
+     * run would) and what waited for that run goes to the kernel now, so that
+     * its completions make the descriptor readable.  Nothing the caller sees
+     * of the loop changes. */
+    if (!loop->ring_live) {
+        int ret = tf_ring_bind((tlsflow_loop *)loop);
+        if (ret < 0)
+            return ret;
+        tf_ring_submit((tlsflow_loop *)loop);
+    }
+    if (strcmp(loop->ring_set, "defer"))
+        return loop->ring.ring_fd;
+    return embed_fd((tlsflow_loop *)loop);
 }
 
 /* A post made ready ahead: for a thread that must not fail to post (the

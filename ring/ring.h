@@ -23,12 +23,16 @@
 #define TF_LINGER_MS 2000         /* how long a failed flow may take to tell the peer */
 #define TF_POOL_MAX 64
 #define TF_POOL_WARM 8            /* pooled buffers that keep their pages */
+#define TF_POOL_TRIM_MS 1000      /* unused this long, a pooled buffer's pages go back */
 
-/* Buffers of one size kept for reuse: a busy flow neither allocates nor
- * faults pages in per operation, an idle one holds none. */
+/* Buffers of one size kept for reuse (pool.c): a busy flow neither allocates
+ * nor faults pages in per operation, an idle one holds none.  A stack:
+ * items[0 .. n); `low` is the fewest it held since the last trim; cold[i]:
+ * items[i]'s pages were given back (a release makes its slot warm again). */
 typedef struct {
     uint8_t *items[TF_POOL_MAX];
-    size_t   n, cap;
+    bool     cold[TF_POOL_MAX];
+    size_t   n, low, cap;
 } tf_pool;
 
 #include "include/tlsflow.h"
@@ -80,7 +84,21 @@ struct tlsflow_loop {
     atomic_bool stopped;          /* tlsflow_loop_stop, from any thread */
     bool     in_run;              /* inside tlsflow_loop_run_once */
     unsigned live;                /* flows, listeners and connects not yet released */
+    const char *ring_set;         /* setup.c: "defer", "coop" or "plain" */
+    /* Before the first run the ring may be disabled (single issuer: the
+     * first runner becomes the issuer) and SQEs wait in the queue; once live
+     * it is bound to `owner` when single issuer or a registered fd says so. */
+    bool     ring_live;           /* enabled, bound (tf_ring_bind) */
+    bool     ring_disabled;       /* created IORING_SETUP_R_DISABLED, not enabled yet */
+    int      ring_regfd_want;     /* 1 asked for (TLSFLOW_RING_FLAGS), 0 not */
+    bool     ring_regfd;          /* the ring's descriptor is registered */
+    bool     ring_bound;          /* only `owner` may enter */
+    pthread_t owner;              /* the thread that first ran the loop */
+    char     ring_desc[24];       /* tlsflow_loop_ring_setup */
     tf_task *tasks, **tasks_tail;
+    /* Flows whose receive found the shared ring empty (ENOBUFS): they receive
+     * again as buffers come back, a ring's worth per round, never in a spin. */
+    tf_task *starved, **starved_tail;
     struct io_uring_cqe *stash;   /* CQEs reaped while the SQ was full */
     size_t   nstash, capstash;
     tf_link  objects;             /* flows and listeners, for loop_free */
@@ -93,6 +111,7 @@ struct tlsflow_loop {
     tf_pool  in_pool;             /* spare receive buffers */
     tf_pool  tx_pool;             /* spare send buffers */
     tf_pool  file_pool;           /* spare file-read buffers (sendfile in userspace) */
+    long long trim_at_ms;         /* the pools' next trim (CLOCK_MONOTONIC_COARSE) */
     unsigned inflight;            /* our requests the kernel has not finished */
     uint64_t submissions;         /* SQEs handed to the kernel, for the tools' counters */
     uint64_t enters;
@@ -109,6 +128,8 @@ struct tlsflow_loop {
     tf_post *post_head, **post_tail;
     atomic_bool has_posts;        /* the queue is not empty */
     int      wake_fd;
+    atomic_int embed_fd;          /* tlsflow_loop_fd with deferred task work: -1 until asked
+                                     (set by the loop's thread, read by posting ones) */
     tf_op    wake_op;
     uint64_t wake_val;
     bool     is_kicked;           /* the loop wrote wake_fd itself and has not read it since */
@@ -118,7 +139,13 @@ struct tlsflow_loop {
 /* loop.c */
 struct io_uring_sqe *tf_ring_sqe(tlsflow_loop *loop, tf_op *op);   /* never NULL */
 void tf_ring_sqe_detached(tlsflow_loop *loop, struct io_uring_sqe **out); /* user_data 0: result ignored */
+int  tf_ring_setup(tlsflow_loop *loop, unsigned depth);   /* setup.c: the ring, by probe */
+int  tf_ring_bind(tlsflow_loop *loop);    /* setup.c: the first run takes the ring */
+void tf_ring_submit(tlsflow_loop *loop);  /* what is queued, to the kernel (best effort) */
+void tf_post_drain_embed(tlsflow_loop *loop);   /* post.c: a run begins */
+void tf_post_embed_end(tlsflow_loop *loop);     /* post.c: a run ends */
 void tf_ring_defer(tlsflow_loop *loop, tf_task *t);
+void tf_ring_starve(tlsflow_loop *loop, tf_task *t);   /* runs once ring buffers came back */
 void tf_ring_track(tlsflow_loop *loop, tf_link *l);
 void tf_ring_untrack(tf_link *l);
 void tf_ring_cancel(tlsflow_loop *loop, tf_op *op);
@@ -128,6 +155,8 @@ const uint8_t *tf_ring_buf(tlsflow_loop *loop, unsigned bid);
 void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid);
 int  tf_pool_acquire(tf_pool *pool, tf_buf *b);   /* memory for a buffer that has none */
 void tf_pool_release(tf_pool *pool, tf_buf *b);   /* an empty b gives its memory back */
+void tf_pool_trim(tf_pool *pool);    /* what sat unused since the last trim cools */
+bool tf_pool_warm_excess(const tf_pool *pool);   /* a trim has pages to give back */
 void tf_pool_drain(tf_pool *pool);
 
 /* timer.c */
@@ -307,6 +336,7 @@ struct tlsflow {
     /* receive side */
     tf_buf             in;          /* ciphertext not yet taken by GnuTLS, or kernel plaintext */
     tf_fop             recv_op;
+    tf_task            starve_task; /* queued: waiting for a buffer of the shared ring */
     size_t             rx_held;     /* received bytes held, as counted in the loop's total */
     tf_link            park;        /* on the loop's list while its memory limit stops us */
     bool               rx_eof;      /* transport: TCP FIN seen (GnuTLS's pull reads it too) */
@@ -326,6 +356,9 @@ struct tlsflow {
     tf_buf             sending;
     tf_fop             send_op;
     bool               tx_congested;/* the last send was short: encrypt no batch ahead */
+    size_t             tx_corked;   /* plaintext in GnuTLS's cork, not yet records: 0 when
+                                       no write is being joined; > 0 across a file read
+                                       only while the file's rest fits the same record */
     uint64_t           tx_sent;     /* stream position: bytes handed to the kernel */
     tf_write          *wq, **wq_tail;
     tf_write          *wq_next;     /* first write not yet taken */
@@ -378,6 +411,7 @@ tf_write *tf_write_get(tlsflow_loop *loop);
 void tf_write_put(tlsflow_loop *loop, tf_write *w);
 tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd);
 void tf_flow_schedule(tlsflow *f);
+void tf_flow_starve(tlsflow *f);     /* receive again once ring buffers came back */
 void tf_flow_release(tlsflow *f);   /* drop one ref; frees at zero */
 struct io_uring_sqe *tf_flow_submit(tlsflow *f, tf_fop *op, tf_fop_fn *fn);
 /* The flow fails with err (sticky): everything in flight is cancelled, and
@@ -436,7 +470,8 @@ bool tf_flow_ktx_alert(tlsflow *f);       /* sends f->alert; false while not pos
 
 /* flow_file.c: sendfile */
 /* Encrypts what was read of the file and reads on: 1 progress, 0 waiting
- * for the file, -1 the flow failed. */
+ * for the file, -1 the flow failed.  While f->tx_corked, the file's bytes
+ * join the corked record (the caller checked that they fit). */
 int  tf_flow_user_file(tlsflow *f, tf_write *w);
 void tf_flow_splice_file(tlsflow *f, tf_write *w);
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what tlsflow needs on Debian 12, only what is missing.
-#   scripts/deps.sh [build|test|vm|bench]...   (default: build test)
+#   scripts/deps.sh [build|test|vm|bench|package]...   (default: build test)
 set -euo pipefail
 
 build=(build-essential cmake pkg-config libgnutls28-dev liburing-dev libcmocka-dev)
-test=(gnutls-bin openssl socat curl valgrind clang libclang-rt-14-dev python3 procps nginx-light)
+test=(gnutls-bin openssl socat curl valgrind clang libclang-rt-14-dev python3 procps nginx-light mandoc)
 vm=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod)
 bench=(nginx-light wrk haproxy stunnel4 hitch)
+# Debian packages: build them, check them with lintian, read the pages with man
+package=(debhelper dpkg-dev lintian fakeroot man-db mandoc)
 
 want=()
 for set in "${@:-build test}"; do
@@ -16,6 +18,7 @@ for set in "${@:-build test}"; do
         test) want+=("${build[@]}" "${test[@]}") ;;
         vm) want+=("${vm[@]}") ;;
         bench) want+=("${build[@]}" "${bench[@]}") ;;
+        package) want+=("${build[@]}" "${package[@]}") ;;
         *) echo "deps.sh: unknown set '$s'" >&2; exit 2 ;;
         esac
     done

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Sets up and runs every tlsflow test lane.
-#   scripts/test.sh [lane...]    lanes: build tests sanitize valgrind fuzz vm (default: all)
+#   scripts/test.sh [lane...]    lanes: build tests package sanitize valgrind fuzz vm (default: all)
 # Build trees: _build/release, _build/asan, _build/tsan.  Exits non-zero when any lane fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 lanes=("$@")
-[[ ${#lanes[@]} -eq 0 || "${lanes[0]}" == all ]] && lanes=(build tests sanitize valgrind fuzz vm)
+[[ ${#lanes[@]} -eq 0 || "${lanes[0]}" == all ]] && lanes=(build tests package sanitize valgrind fuzz vm)
 has() { local l; for l in "${lanes[@]}"; do [[ "$l" == "$1" ]] && return 0; done; return 1; }
 
 sets="build test"
 has vm && sets+=" vm"
 has fuzz && sets+=" test"
+has package && sets+=" package"
 scripts/deps.sh $sets
 
 jobs=$(nproc)
@@ -49,8 +50,22 @@ run_ctest() {   # run_ctest DIR LABEL-REGEX [ctest args]
     (cd "$dir" && ctest --output-on-failure -j"$jobs" -L "$labels" --timeout 300 "$@")
 }
 
+# The flow suites under each io_uring set-up that TLSFLOW_RING_FLAGS can
+# force (the tests lane ran them under the probed one).
+ring_sets() {
+    local set rc=0
+    for set in defer,regfd plain; do
+        echo "--- TLSFLOW_RING_FLAGS=$set"
+        TLSFLOW_RING_FLAGS=$set run_ctest "$rel" 'unit|interop' -R '^(ring|faults|api|buf)_' || rc=1
+    done
+    return $rc
+}
+
 lane build configure "$rel" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 has tests && lane tests run_ctest "$rel" 'unit|interop'
+has tests && lane ringflags ring_sets
+# The Debian packages, built in a temporary copy, installed, used, purged.
+has package && lane package tests/package/deb.sh "$root"
 if has sanitize; then
     lane sanitize-build configure "$asan" -DCMAKE_BUILD_TYPE=Debug -DTLSFLOW_SANITIZE=ON
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

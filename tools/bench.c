@@ -37,12 +37,14 @@ static const char usage[] =
 "  --priority STR             GnuTLS priority string\n"
 "  --ktls auto|require|off    kernel TLS (default auto)\n"
 "  --json                     one JSON object on stdout instead of the text report\n"
+"  --quiet                    no progress line (shown each second when stderr is a terminal)\n"
 "  --help, --version\n"
 "\n"
 "CPU seconds per GB are this process's user+system time (getrusage).\n";
 
 enum { OPT_HOST = 256, OPT_PORT, OPT_CONNS, OPT_DUR, OPT_THREADS, OPT_PATH, OPT_ECHO, OPT_SIZE,
-       OPT_RESUME, OPT_CA, OPT_INSECURE, OPT_PRIO, OPT_KTLS, OPT_JSON, OPT_HELP, OPT_VERSION };
+       OPT_RESUME, OPT_CA, OPT_INSECURE, OPT_PRIO, OPT_KTLS, OPT_JSON, OPT_QUIET, OPT_HELP,
+       OPT_VERSION };
 
 static const struct option long_opts[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -59,6 +61,7 @@ static const struct option long_opts[] = {
     {"priority", required_argument, NULL, OPT_PRIO},
     {"ktls", required_argument, NULL, OPT_KTLS},
     {"json", no_argument, NULL, OPT_JSON},
+    {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -205,12 +208,50 @@ static void progress(struct bench_thread *th, unsigned n, double elapsed, uint64
     memcpy(last, cur, sizeof(cur));
 }
 
+/* The progress line's clock: a repeating tlsflow timer on a loop of the main
+ * thread's own, which tlsflow_loop_run runs until the timer stops at the end
+ * of the run.  It only displays: the threads end the run themselves. */
+struct ticker {
+    struct bench_thread *th;
+    unsigned n;
+    double t0, last_t, end_at;
+    uint64_t last[3];
+};
+
+static void on_tick(tlsflow_timer *tm, void *arg)
+{
+    struct ticker *k = arg;
+    double t = tf_now_s(), left = k->end_at - t;
+
+    if (t > k->last_t)
+        progress(k->th, k->n, t - k->t0, k->last, t - k->last_t);
+    k->last_t = t;
+    if (left < 1.0) {   /* one last tick at the end, then the loop has nothing left */
+        tlsflow_timer_stop(tm);
+        if (left > 0.05)
+            tlsflow_timer_start(tm, (unsigned)(left * 1000), 0, on_tick, k);
+    }
+}
+
+static void show_progress(struct bench_thread *th, unsigned n, double t0, double end_at)
+{
+    struct ticker k = {.th = th, .n = n, .t0 = t0, .last_t = t0, .end_at = end_at};
+    tlsflow_loop *loop = NULL;
+    tlsflow_timer *tm = NULL;
+
+    if (tlsflow_loop_new(&loop, 4) < 0)
+        return;   /* no progress line: the run goes on */
+    if (tlsflow_timer_new(loop, &tm) == 0 && tlsflow_timer_start(tm, 1000, 1000, on_tick, &k) == 0)
+        tlsflow_loop_run(loop);
+    tlsflow_loop_free(loop);   /* frees the timer */
+}
+
 int main(int argc, char **argv)
 {
     struct tf_tls_opts tls = {0};
     struct bench_opts o = {.host = "127.0.0.1", .port = "4433", .connections = 1,
                            .threads = 1, .duration = 10};
-    int json = 0, resume = 0, opt, ret = 1;
+    int json = 0, resume = 0, quiet = 0, opt, ret = 1;
     unsigned long v;
     tlsflow_config *cfg = NULL;
 
@@ -257,6 +298,7 @@ int main(int argc, char **argv)
                 goto bad;
             break;
         case OPT_JSON: json = 1; break;
+        case OPT_QUIET: quiet = 1; break;
         case 'h':
         case OPT_HELP: fputs(usage, stdout); return 0;
         case OPT_VERSION: printf(PROG " %s\n", tlsflow_version()); return 0;
@@ -301,18 +343,10 @@ int main(int argc, char **argv)
             break;
         started++;
     }
-    /* The progress line on a terminal, once a second: a display clock only,
-     * the threads end the run themselves (their timers). */
-    int show = !json && isatty(STDERR_FILENO);
-    uint64_t last[3] = {0, 0, 0};
-    double now, last_t = t0;
-    while (show && (now = tf_now_s()) < o.end_at) {
-        double left = o.end_at - now;
-        usleep((useconds_t)((left < 1.0 ? left : 1.0) * 1e6));
-        double t = tf_now_s();
-        progress(th, started, t - t0, last, t - last_t);
-        last_t = t;
-    }
+    /* The progress line on a terminal, once a second (--quiet: none). */
+    int show = !json && !quiet && isatty(STDERR_FILENO);
+    if (show)
+        show_progress(th, started, t0, o.end_at);
     for (unsigned i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     double secs = 0;   /* to the last thread's end of run, not its close grace */

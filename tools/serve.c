@@ -100,6 +100,8 @@ static void *worker_main(void *arg)
         set_ready(s, -1);
         return NULL;
     }
+    if (s->index == 0)
+        fprintf(stderr, PROG ": io_uring set-up: %s\n", tlsflow_loop_ring_setup(w->loop));
     ret = tlsflow_listen(w->loop, s->cfg, s->host, s->port, tf_serve_accept, w, &lst);
     if (ret < 0) {
         fprintf(stderr, PROG ": thread %d: listen on %s:%s: %s%s\n", s->index, s->host, s->port,

@@ -28,9 +28,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -54,6 +56,7 @@ struct conn {
     int            is_send_stuck; /* closing because its writes made no progress */
     double         since;        /* the last progress: bytes read or a write completed */
     double         write_at;     /* the last write progress while busy */
+    int            outq_seen;    /* unsent bytes in the kernel at the last idle check, -1 none */
     double         request_at;   /* when the current request's first byte came, or 0 */
     double         close_at;     /* when our close_notify went out, or 0 */
     tlsflow_timer *timer;        /* armed for the earliest deadline, freed by conn_kill */
@@ -181,6 +184,22 @@ static void begin_write(struct conn *c)
 {
     if (c->busy++ == 0)
         c->write_at = tf_now_s();   /* the send clock starts with the first write */
+    c->outq_seen = -1;
+}
+
+/* A response's last write completes once the kernel has it, which may be long
+ * before a slow reader does: while the socket's send queue still shrinks, the
+ * connection is not idle. */
+static int kernel_draining(struct conn *c)
+{
+    int n = 0;
+
+    if (ioctl(tlsflow_fd(c->flow), SIOCOUTQ, &n) < 0 || n <= 0)
+        return 0;
+    if (c->outq_seen >= 0 && n >= c->outq_seen)
+        return 0;   /* nothing left the queue since the last look */
+    c->outq_seen = n;
+    return 1;
 }
 
 /* ---- echo ---- */
@@ -603,6 +622,8 @@ static void on_timer(tlsflow_timer *t, void *arg)
         } else if (c->busy) {
             c->is_send_stuck = 1;   /* try close_notify behind the stuck writes, then reset */
             start_close(c);
+        } else if (!c->request_at && kernel_draining(c)) {
+            c->since = tf_now_s();   /* the last response is still leaving */
         } else {
             start_close(c);   /* a request dribbled in too slowly, or idle */
         }
@@ -659,6 +680,7 @@ void tf_serve_accept(tlsflow *flow, const tlsflow_result *res, void *arg)
     c->w = w;
     c->flow = flow;
     c->file_fd = -1;
+    c->outq_seen = -1;
     c->since = tf_now_s();
     c->next = w->conns;
     if (w->conns)

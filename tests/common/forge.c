@@ -64,6 +64,7 @@ struct tf_forge {
     uint8_t         *rbuf;
     uint8_t          data[KEPT_DATA];
     size_t           data_len;
+    unsigned         data_records;
     unsigned         hs_records;
     bool             alert_plaintext;
     char             seen[320];
@@ -628,6 +629,7 @@ record:
             for (size_t i = 0; i < len && p->data_len + i < KEPT_DATA; i++)
                 p->data[p->data_len + i] = p->rbuf[i];
             p->data_len += len;
+            p->data_records++;
             break;
         case REC_HANDSHAKE:
             p->hs_records++;
@@ -649,6 +651,11 @@ size_t tf_forge_data(const tf_forge *p, const uint8_t **data)
     if (data)
         *data = p->data;
     return p->data_len;
+}
+
+unsigned tf_forge_data_records(const tf_forge *p)
+{
+    return p->data_records;
 }
 
 bool tf_forge_alert_was_plaintext(const tf_forge *p)

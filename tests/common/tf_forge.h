@@ -86,6 +86,8 @@ const char *tf_forge_seen(const tf_forge *p);
 /* Application data read so far: its length; *data (may be NULL) the first
  * bytes of it (up to 256). */
 size_t tf_forge_data(const tf_forge *p, const uint8_t **data);
+/* Records of application data read so far. */
+unsigned tf_forge_data_records(const tf_forge *p);
 /* Whether the last alert came unprotected (it must not, after the handshake). */
 bool tf_forge_alert_was_plaintext(const tf_forge *p);
 

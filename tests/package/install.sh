@@ -27,6 +27,10 @@ for f in "$prefix/include/tlsflow.h" "$libdir/libtlsflow.so" "$libdir/libtlsflow
          "$libdir/cmake/tlsflow/tlsflowConfigVersion.cmake"; do
     [ -e "$f" ] || bad "missing $f"
 done
+for f in "$prefix/share/man/man7/tlsflow.7" "$prefix/share/man/man3/tlsflow_read.3" \
+         "$prefix/share/man/man3/tlsflow_writev.3"; do
+    [ -e "$f" ] || bad "missing $f (man pages)"
+done
 [ "$(ls "$prefix/include")" = "tlsflow.h" ] || bad "headers beyond tlsflow.h installed: $(ls "$prefix/include")"
 
 step "pkg-config"

@@ -80,4 +80,17 @@ cmp "$WORK/root/slow.bin" "$WORK/slow1" || fail "slow download differs"
 [ "$(cat "$WORK/slow2")" = small ] || fail "request after the slow download"
 [ "$(tail -n 1 "$WORK/connects")" = 0 ] || fail "idle timeout closed the connection after a slow response"
 stop_server
+
+# the last write of a response is in the kernel's hands long before a slow
+# reader has it all: while the socket's send queue drains, the connection
+# is not idle (120 KB at 20 KB/s: 6 s, six idle timeouts)
+head -c $((120 * 1024)) /dev/urandom > "$WORK/root/drain.bin"
+start_server --root "$WORK/root" --idle-timeout 1 --send-timeout 30
+curl -sS --cacert "$CA" --max-time 20 --limit-rate 20K -w '%{num_connects}\n' \
+    -o "$WORK/drain" -o "$WORK/drain2" "https://localhost:$PORT/drain.bin" \
+    "https://localhost:$PORT/small.txt" > "$WORK/connects2" || fail "draining download failed"
+cmp "$WORK/root/drain.bin" "$WORK/drain" || fail "the drained download differs"
+[ "$(tail -n 1 "$WORK/connects2")" = 0 ] ||
+    fail "a connection whose response was still draining from the kernel's buffers was closed as idle"
+stop_server
 echo PASS
