@@ -287,14 +287,14 @@ int  tlsflow_sendfile(tlsflow *flow, int fd, off_t offset, size_t len, tlsflow_c
 /* fd -> flow until fd's EOF or max bytes: OK (len < max: EOF came), EOF when
  * the peer stopped reading, ERROR with TLSFLOW_E_SYSTEM when fd failed (len:
  * what went before).  A write: in order with writes, refused after close.
- * 0, -EINVAL (NULL, not open, closed, bad fd), -EBUSY (a splice_from is
- * pending), -ENOMEM. */
+ * 0, -EINVAL (NULL, not open, closed, bad fd, a splice_from pending), -ENOMEM. */
 int  tlsflow_splice_from(tlsflow *flow, int fd, size_t max, tlsflow_cb *cb, void *arg);
-/* flow -> fd until the peer's close_notify (EOF) or max bytes (OK); ERROR as
+/* flow -> fd until the peer's close_notify or max bytes: OK (len < max: the
+ * close_notify came), EOF (as a read) when it came before any byte; ERROR as
  * reads fail, or TLSFLOW_E_SYSTEM when fd failed (what was taken for it is
  * lost).  Holds the read slot: no tlsflow_read meanwhile.  Control records
- * are handled as reads handle them.  0, -EINVAL (NULL, not open, bad fd),
- * -EBUSY (a read or splice_to is pending). */
+ * are handled as reads handle them.  0, -EINVAL (NULL, not open, bad fd, a
+ * read or splice_to pending). */
 int  tlsflow_splice_to(tlsflow *flow, int fd, size_t max, tlsflow_cb *cb, void *arg);
 
 typedef struct {

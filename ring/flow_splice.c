@@ -477,7 +477,9 @@ void tf_flow_splice_rx_progress(tlsflow *f)
         }
         if (f->srx_phase == SRX_ENDING ||
             (f->rx_path == PATH_KERNEL && f->rx_end == RX_NOTIFIED)) {
-            srx_complete(f, TLSFLOW_EOF, no_error);
+            /* As a read: EOF only when nothing came before the close_notify
+             * (the next splice_to or read says EOF then). */
+            srx_complete(f, f->srx_moved ? TLSFLOW_OK : TLSFLOW_EOF, no_error);
             return;
         }
         if (f->rx_path != PATH_KERNEL)
@@ -539,7 +541,7 @@ TLSFLOW_PUBLIC int tlsflow_splice_from(tlsflow *f, int fd, size_t max, tlsflow_c
         return -EINVAL;   /* after close, as writes */
     for (w = f->wq; w; w = w->next)
         if (w->is_stream)
-            return -EBUSY;
+            return -EINVAL;       /* one splice_from at a time */
     w = tf_write_get(f->loop);
     if (!w)
         return -ENOMEM;
@@ -566,7 +568,7 @@ TLSFLOW_PUBLIC int tlsflow_splice_to(tlsflow *f, int fd, size_t max, tlsflow_cb 
         max > (size_t)SSIZE_MAX)
         return -EINVAL;
     if (f->read_cb || f->srx_phase != SRX_NONE)
-        return -EBUSY;
+        return -EINVAL;           /* the read slot is taken, as for tlsflow_read */
     f->srx_phase = SRX_MOVING;
     f->srx_step = SRX_STEP_MOVE;
     f->srx_cb = cb;

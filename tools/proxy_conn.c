@@ -276,9 +276,9 @@ static void on_to(tlsflow *f, const tlsflow_result *r, void *arg)
     if (d->pipe[1] < 0)
         count_bytes(d, r->len);
     touch(c);
-    if (r->status == TLSFLOW_OK) {
+    if (r->status == TLSFLOW_OK && r->len == CHUNK) {
         dir_issue(d);
-    } else if (r->status == TLSFLOW_EOF) {     /* the peer's close_notify */
+    } else if (r->status != TLSFLOW_ERROR) {   /* the peer's close_notify (OK: after len bytes) */
         if (d->dst->flow) {
             d->is_src_ended = 1;
             close_fd(&d->pipe[1]);             /* splice_from reads the pipe's EOF */
