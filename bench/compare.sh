@@ -510,11 +510,13 @@ if [ "$WRITE" = 1 ]; then
             skip && /^$/ { skip = 0; next }
             { skip = 0; print }
             END { if (code) print "```" }'
-        # bench/memory.sh's section is its own: kept as it was
-        if [ -f "$OUT" ] && grep -q '^<!-- memory.sh: begin' "$OUT"; then
-            echo
-            sed -n '/^<!-- memory.sh: begin/,/^<!-- memory.sh: end/p' "$OUT"
-        fi
+        # bench/memory.sh's and bench/proxy.sh's sections are their own: kept as they were
+        for own in memory.sh proxy.sh; do
+            if [ -f "$OUT" ] && grep -q "^<!-- $own: begin" "$OUT"; then
+                echo
+                sed -n "/^<!-- $own: begin/,/^<!-- $own: end/p" "$OUT"
+            fi
+        done
     } > "$OUT.tmp"
     mv "$OUT.tmp" "$OUT"
     "$ROOT/bench/chart.sh" "$OUT" "$ROOT/bench/ratios.svg"

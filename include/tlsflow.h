@@ -71,7 +71,7 @@ const char *tlsflow_error_message(tlsflow_error err);
 typedef struct {
     tlsflow_status status;
     const void    *data;   /* read: the segment, valid until the callback returns */
-    size_t         len;    /* read: its length; write/writev/sendfile: bytes accepted */
+    size_t         len;    /* read: its length; write/writev/sendfile: bytes accepted; splice: moved */
     tlsflow_error  error;  /* when status == TLSFLOW_ERROR */
 } tlsflow_result;
 
@@ -333,6 +333,28 @@ int  tlsflow_on_release(tlsflow *flow, tlsflow_task_fn *cb, void *arg);
 /* Sends len bytes of fd from offset (splice on kTLS, read + encrypt otherwise);
  * fd stays the caller's.  0, -EINVAL (fd or offset < 0, len too large, as write), -ENOMEM. */
 int  tlsflow_sendfile(tlsflow *flow, int fd, off_t offset, size_t len, tlsflow_cb *cb, void *arg);
+
+/* ---- Splicing ----
+ * Between a flow and a plain descriptor (a socket or a pipe, not the flow's
+ * own socket); max 0 = no limit; res->len is the bytes moved.  With the key
+ * of that direction in the kernel the bytes go through a pipe of the flow by
+ * splice and none enters userspace; otherwise they are read and encrypted
+ * (or decrypted and written) through one pooled batch at a time.  The
+ * descriptor stays the caller's (not closed); it may be blocking or not.
+ * Like write(2), a descriptor whose reader is gone (a pipe, or a socket
+ * spliced into) may raise SIGPIPE: ignore it. */
+/* fd -> flow until fd's EOF or max bytes: OK (len < max: EOF came), EOF when
+ * the peer stopped reading, ERROR with TLSFLOW_E_SYSTEM when fd failed (len:
+ * what went before).  A write: in order with writes, refused after close.
+ * 0, -EINVAL (NULL, not open, closed, bad fd, a splice_from pending), -ENOMEM. */
+int  tlsflow_splice_from(tlsflow *flow, int fd, size_t max, tlsflow_cb *cb, void *arg);
+/* flow -> fd until the peer's close_notify or max bytes: OK (len < max: the
+ * close_notify came), EOF (as a read) when it came before any byte; ERROR as
+ * reads fail, or TLSFLOW_E_SYSTEM when fd failed (what was taken for it is
+ * lost).  Holds the read slot: no tlsflow_read meanwhile.  Control records
+ * are handled as reads handle them.  0, -EINVAL (NULL, not open, bad fd, a
+ * read or splice_to pending). */
+int  tlsflow_splice_to(tlsflow *flow, int fd, size_t max, tlsflow_cb *cb, void *arg);
 
 typedef struct {
     unsigned    tls_version;   /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3 */

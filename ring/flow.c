@@ -71,6 +71,7 @@ static void destroy(tf_link *l)
     tf_buf_free(&f->sending);
     tf_buf_free(&f->post_out);
     free(f->kio);
+    tf_flow_splice_destroy(f);
     if (f->pipe_fd[0] >= 0) {
         close(f->pipe_fd[0]);
         close(f->pipe_fd[1]);
@@ -98,6 +99,7 @@ tlsflow *tf_flow_new(tlsflow_loop *loop, const tlsflow_config *cfg, int fd)
     f->tx_phase = TX_OPEN;
     f->alert = -1;
     f->pipe_fd[0] = f->pipe_fd[1] = -1;
+    f->rx_pipe[0] = f->rx_pipe[1] = f->srx_fd = -1;
     f->task.run = flow_task;
     f->starve_task.run = starve_task;
     f->wq_tail = &f->wq;
@@ -267,6 +269,7 @@ static void cancel_in_flight(tlsflow *f)
 {
     cancel(f, &f->recv_op);
     cancel(f, &f->file_op);
+    tf_flow_splice_cancel(f);
     tf_flow_stop_timer(f);
     if (f->tx_phase != TX_ALERTING) {
         cancel(f, &f->send_op);
@@ -331,6 +334,7 @@ static void fail_pending(tlsflow *f)
         f->read_cb = NULL;
         deliver(f, cb, f->read_arg, TLSFLOW_ERROR, err);
     }
+    tf_flow_splice_fail(f, err);
     tf_flow_fail_writes(f, err);
     if (f->close_cb) {
         cb = f->close_cb;
@@ -394,7 +398,7 @@ TLSFLOW_PUBLIC void tlsflow_free(tlsflow *f)
         f->tx_phase = TX_DONE;
     }
     cancel_in_flight(f);
-    if (f->read_cb || f->wq || f->close_cb || f->tx_phase == TX_ALERTING)
+    if (f->read_cb || f->wq || f->close_cb || f->tx_phase == TX_ALERTING || tf_flow_splicing_rx(f))
         tf_flow_schedule(f);
     tf_flow_release(f);
 }

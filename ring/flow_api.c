@@ -17,7 +17,7 @@ static bool usable(const tlsflow *f, tlsflow_cb *cb)
 
 TLSFLOW_PUBLIC int tlsflow_read(tlsflow *f, tlsflow_cb *cb, void *arg)
 {
-    if (!usable(f, cb) || f->read_cb)
+    if (!usable(f, cb) || f->read_cb || tf_flow_splicing_rx(f))
         return -EINVAL;
     f->read_cb = cb;
     f->read_arg = arg;

@@ -49,6 +49,8 @@ static bool read_file(tlsflow *f, tf_write *w)
 
 int tf_flow_user_file(tlsflow *f, tf_write *w)
 {
+    if (w->is_stream)
+        return tf_flow_user_stream(f, w);
     if (!f->fbuf.len) {
         if (!read_file(f, w))
             return -1;
@@ -100,6 +102,10 @@ void tf_flow_splice_file(tlsflow *f, tf_write *w)
     struct io_uring_sqe *sqe;
     size_t n;
 
+    if (w->is_stream) {
+        tf_flow_splice_stream(f, w);
+        return;
+    }
     if (f->pipe_fd[0] < 0) {
         if (pipe2(f->pipe_fd, O_CLOEXEC) < 0) {
             f->pipe_fd[0] = f->pipe_fd[1] = -1;

@@ -108,6 +108,8 @@ void tf_flow_krx_error(tlsflow *f, int res)
  * handled as they came.  Receives only while someone reads or closes. */
 void tf_flow_krx_progress(tlsflow *f)
 {
+    if (tf_flow_splicing_rx(f))
+        return;                       /* splice_to receives by itself (flow_splice.c) */
     for (;;) {
         if (f->err.code || f->freed)
             return;

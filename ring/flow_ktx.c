@@ -177,6 +177,15 @@ void tf_flow_ktx_progress(tlsflow *f)
     for (w = f->wq; w && n < TF_KTX_IOV; w = w->next) {
         uint64_t start;
 
+        if (!w->taken && tf_write_is_open_stream(w)) {
+            /* splice_from: its length is known at its end, so what comes
+             * behind it gets a position only then. */
+            if (n)
+                break;
+            f->wq_next = w;
+            tf_flow_splice_stream(f, w);
+            return;
+        }
         if (!w->taken) {          /* positions are given once, in queue order */
             w->end = f->tx_pos + w->total;
             f->tx_pos = w->end;

@@ -276,7 +276,9 @@ static void user_rx_progress(tlsflow *f);
 
 void tf_flow_rx_progress(tlsflow *f)
 {
-    if (f->rx_path == PATH_KERNEL)
+    if (tf_flow_splicing_rx(f))
+        tf_flow_splice_rx_progress(f);   /* drives the receive itself */
+    else if (f->rx_path == PATH_KERNEL)
         tf_flow_krx_progress(f);
     else
         user_rx_progress(f);
@@ -362,6 +364,11 @@ static void user_rx_progress(tlsflow *f)
         if (f->held) {
             if (!f->read_cb)
                 return;
+            if (tf_flow_splicing_rx(f)) {   /* splice_to takes what its batch has room for */
+                if (!tf_flow_splice_take_held(f))
+                    return;
+                continue;
+            }
             pkt = f->held;
             f->held = NULL;
             tf_flow_complete_read(f, TLSFLOW_OK, f->held_data, f->held_len, no_error);
@@ -413,4 +420,9 @@ static void user_rx_progress(tlsflow *f)
         record_error(f, (int)ret);
         return;
     }
+}
+
+void tf_flow_user_rx_progress(tlsflow *f)
+{
+    user_rx_progress(f);
 }

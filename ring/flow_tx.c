@@ -165,6 +165,11 @@ void tf_flow_complete_writes(tlsflow *f)
     while ((w = f->wq) && (f->tx_peer_gone || (w->taken && f->tx_sent >= w->end))) {
         tlsflow_result r = { f->tx_peer_gone ? TLSFLOW_EOF : TLSFLOW_OK, NULL, w->total, { 0, 0 } };
 
+        if (w->stream_errno && !f->tx_peer_gone) {   /* splice_from: its descriptor failed */
+            r.status = TLSFLOW_ERROR;
+            r.error = tf_err(TLSFLOW_E_SYSTEM, w->stream_errno);
+        }
+
         if (f->tx_peer_gone) {
             if (f->tx_path == PATH_KERNEL && (f->send_op.op.busy || f->file_op.op.busy))
                 return;           /* the kernel may still read its buffer */
@@ -257,8 +262,9 @@ static bool encrypt_batch(tlsflow *f)
         return true;
     if (f->tx_congested && f->send_op.op.busy) {
         /* File bytes read ahead wait in no buffer of ours: they are read
-         * again (from the page cache) once the socket drains. */
-        if (f->fbuf.len && !f->file_op.op.busy) {
+         * again (from the page cache) once the socket drains.  (Bytes a
+         * splice_from read cannot be read again: they wait.) */
+        if (f->fbuf.len && !f->file_op.op.busy && !(f->wq_next && f->wq_next->is_stream)) {
             f->fbuf.len = 0;
             tf_pool_release(&f->loop->file_pool, &f->fbuf);
         }

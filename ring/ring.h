@@ -210,8 +210,11 @@ struct tf_write {
     size_t        total;
     uint64_t      end;        /* tx stream position at which every byte is out */
     bool          taken;      /* fully encrypted (userspace) / queued (kernel) */
-    int           file_fd;    /* sendfile: the file, else -1 */
+    int           file_fd;    /* sendfile: the file, else -1; splice_from: the descriptor */
     off_t         file_off;
+    bool          is_stream;  /* splice_from: total is the most to move, cut to the bytes
+                                 moved at the descriptor's EOF or error */
+    int           stream_errno; /* splice_from: the descriptor failed (completes with ERROR) */
     struct iovec  inline_iov[TF_INLINE_IOV];
     struct iovec *big_iov;    /* for longer arrays; kept when the request is reused */
     int           big_cap;
@@ -283,6 +286,32 @@ enum tf_rx_end { RX_LIVE, RX_NOTIFIED, RX_CUT, RX_BAD };
  * reading), never while the kernel may still read their buffers. */
 enum tf_tx_phase { TX_OPEN, TX_BYE, TX_SHUT, TX_ALERTING, TX_DONE };
 
+/* tlsflow_splice_to (flow_splice.c), one at a time in the read slot:
+ *  SRX_NONE     none pending; read_cb is the application's.
+ *  SRX_MOVING   pending: read_cb is the splice's own (userspace records
+ *               land in srx_buf through it); bytes go to srx_fd.
+ *  SRX_ENDING   the peer's close_notify came: what is still in the pipe
+ *               or srx_buf goes out, then the splice completes with EOF.
+ * A read is refused while it is not SRX_NONE. */
+enum tf_srx_phase { SRX_NONE, SRX_MOVING, SRX_ENDING };
+/* What srx_op carries, or the step due next when it is idle:
+ *  SRX_STEP_MOVE     kernel: splice socket -> pipe (non-blocking).
+ *  SRX_STEP_POLL     kernel: the socket had nothing: POLLIN on it first.
+ *  SRX_STEP_READY    kernel: it polled readable: a splice that may wait for
+ *                    the rest of the record.
+ *  SRX_STEP_CONTROL  kernel: the next record is not data: one recvmsg
+ *                    (recv_op, the read path) takes it, then splicing resumes.
+ *  SRX_STEP_OUT_POLL srx_fd was full: POLLOUT on it before the next write.
+ * Whatever the step, bytes waiting for srx_fd (the pipe, `in`, srx_buf) go
+ * out first. */
+enum tf_srx_step { SRX_STEP_MOVE, SRX_STEP_POLL, SRX_STEP_READY, SRX_STEP_CONTROL, SRX_STEP_OUT_POLL };
+/* tlsflow_splice_from's next step on its descriptor (the stream write is
+ *  wq_next while it moves):
+ *  STX_STEP_READ  read (userspace) / splice fd -> pipe (kernel).
+ *  STX_STEP_POLL  POLLIN first: the descriptor had nothing, or (kernel) a
+ *                 splice from a blocking socket would wait in a kernel worker. */
+enum tf_stx_step { STX_STEP_READ, STX_STEP_POLL };
+
 struct tlsflow {
     tf_link            link;
     tlsflow_loop      *loop;
@@ -348,6 +377,21 @@ struct tlsflow {
     tf_fop             file_op;     /* userspace: read; kernel: splice file -> pipe */
     int                pipe_fd[2];  /* kernel: file -> pipe -> socket; -1 none */
     size_t             pipe_len;
+
+    /* splicing (flow_splice.c) */
+    enum tf_stx_step   stx_step;
+    tf_fop             stx_poll;    /* splice_from: POLLIN on its descriptor */
+    enum tf_srx_phase  srx_phase;
+    enum tf_srx_step   srx_step;
+    tf_fop             srx_op;      /* splice_to: one step at a time */
+    tlsflow_cb        *srx_cb;
+    void              *srx_arg;
+    int                srx_fd;
+    bool               srx_is_sock; /* send with MSG_NOSIGNAL, not write */
+    size_t             srx_max, srx_moved;   /* srx_max 0: no limit */
+    tf_buf             srx_buf;     /* userspace: plaintext on its way to srx_fd (one batch) */
+    int                rx_pipe[2];  /* kernel: socket -> pipe -> srx_fd; -1 none */
+    size_t             rx_pipe_len;
 
     /* kernel TLS */
     bool               ulp_attached;
@@ -430,6 +474,26 @@ bool tf_flow_ktx_alert(tlsflow *f);       /* sends f->alert; false while not pos
  * join the corked record (the caller checked that they fit). */
 int  tf_flow_user_file(tlsflow *f, tf_write *w);
 void tf_flow_splice_file(tlsflow *f, tf_write *w);
+
+/* flow_splice.c: splice_from (a stream write) and splice_to (the read slot) */
+int  tf_flow_user_stream(tlsflow *f, tf_write *w);   /* as tf_flow_user_file */
+void tf_flow_splice_stream(tlsflow *f, tf_write *w); /* as tf_flow_splice_file */
+static inline bool tf_write_is_open_stream(const tf_write *w)
+{
+    return w->is_stream && w->cur_off < w->total;
+}
+static inline bool tf_flow_splicing_rx(const tlsflow *f)
+{
+    return f->srx_phase != SRX_NONE;
+}
+void tf_flow_splice_rx_progress(tlsflow *f);
+/* splice_to on the userspace path: takes what fits of the held record;
+ * false when some of it stays held (the batch is full or max reached). */
+bool tf_flow_splice_take_held(tlsflow *f);
+void tf_flow_splice_fail(tlsflow *f, tlsflow_error err);   /* completes a pending splice_to */
+void tf_flow_splice_cancel(tlsflow *f);                    /* its operations in flight */
+void tf_flow_splice_destroy(tlsflow *f);                   /* its pipe and buffer */
+void tf_flow_user_rx_progress(tlsflow *f);
 
 /* flow_switch.c: the keys' move to the kernel */
 tlsflow_error tf_flow_ktls_plan(tlsflow *f);

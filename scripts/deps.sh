@@ -6,7 +6,7 @@ set -euo pipefail
 build=(build-essential cmake pkg-config libgnutls28-dev liburing-dev libcmocka-dev)
 test=(gnutls-bin openssl socat curl valgrind clang libclang-rt-14-dev python3 procps nginx-light mandoc faketime)
 vm=(qemu-system-x86 busybox-static cpio xz-utils zstd kmod)
-bench=(nginx-light wrk)
+bench=(nginx-light wrk haproxy stunnel4 hitch)
 # Debian packages: build them, check them with lintian, read the pages with man
 package=(debhelper dpkg-dev lintian fakeroot man-db mandoc)
 

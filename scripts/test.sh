@@ -87,7 +87,8 @@ if has fuzz && [[ -x tests/fuzz/run.sh ]]; then
     lane fuzz tests/fuzz/run.sh --build-dir "$root/_build/fuzz" --seconds 20
 fi
 if has vm && [[ -x tests/vm/run.sh ]]; then
-    lane vm tests/vm/run.sh --build-dir "$rel" --kernel all
+    # (the proxy's tests start the tool by its path in the build tree)
+    lane vm tests/vm/run.sh --build-dir "$rel" --kernel all --extra "$rel/tools/tlsflow-proxy"
 fi
 
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -1,0 +1,580 @@
+/* tlsflow-proxy: TLS termination (or origination) by splice.
+ *
+ * One tlsflow_loop per worker thread, as tlsflow-serve: TLS clients come
+ * through one listener per loop on the same port (SO_REUSEPORT); plain TCP
+ * clients (--tls-backend without --cert) through one listening socket per
+ * worker whose blocking accept runs on a small acceptor thread that hands
+ * each socket to the loop with tlsflow_loop_post.  The main thread waits for
+ * SIGINT/SIGTERM and prints the statistics line; a worker stops through a
+ * post and tells it with SIGUSR1 when done. */
+#include "common.h"
+#include "proxy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "tlsflow-proxy"
+#define SIG_DONE SIGUSR1
+
+static const char usage[] =
+"usage: " PROG " --listen HOST:PORT --backend HOST:PORT\n"
+"                     (--cert FILE --key FILE | --tls-backend [--ca FILE]) [options]\n"
+"\n"
+"Terminates TLS on HOST:PORT and carries the plaintext to the backend over\n"
+"TCP, or (--tls-backend) carries what comes, TLS with --cert or plain TCP\n"
+"without, to the backend over TLS, verifying its certificate.  Bytes move by\n"
+"splice: with the keys in the kernel (kTLS) none enters userspace.  Half-\n"
+"closes go through both ways (close_notify <-> shutdown(SHUT_WR)); a reset on\n"
+"either side resets the other.  The first line on stdout is \"listening on\n"
+"HOST:PORT\".  SIGINT/SIGTERM stop accepting, let connections end within the\n"
+"grace, and exit 0.\n"
+"\n"
+"  --listen HOST:PORT        where clients connect (port 0: any free port)\n"
+"  --backend HOST:PORT       where their bytes go (resolved once, at start)\n"
+"  --cert FILE, --key FILE   the certificate chain and key clients see (PEM)\n"
+"  --tls-backend             speak TLS to the backend (verified: --ca, or the\n"
+"                            system trust store; name: the --backend host)\n"
+"  --backend-name NAME       the name to verify and send as SNI instead\n"
+"  --ca FILE                 trust anchors for the backend (PEM)\n"
+"  --proxy-protocol v2       send a PROXY protocol v2 header with the client's\n"
+"                            address to the backend first\n"
+"  --threads N               worker threads, one loop each (default 1)\n"
+"  --ktls auto|require|off   kernel TLS (default auto); --ktls alone: require\n"
+"  --priority STR            GnuTLS priority string (both sides)\n"
+"  --stats-interval S        statistics line on stderr every S seconds (default 5, 0 = off)\n"
+"  --grace S                 seconds connections may take to end at exit (default 5)\n"
+"  --idle-timeout S          reset a connection that moved no byte either way for\n"
+"                            S seconds (default 120; covers a peer that stops reading)\n"
+"  --connect-timeout S       the backend's TCP connect (default 10)\n"
+"  --handshake-timeout S     each TLS handshake (default 30)\n"
+"  --help, --version\n";
+
+struct worker_slot {
+    struct pworker w;
+    pthread_t thread, acceptor;
+    int has_acceptor;
+    int index;
+    const tlsflow_config *cfg;    /* clients' (TLS in), or NULL */
+    const char *host;
+    char port[16];
+    int ready, bound_port;
+    atomic_int done;
+    pthread_mutex_t lock;          /* posts to w.loop only under it while is_running */
+    int is_running;
+};
+
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t  start_cond = PTHREAD_COND_INITIALIZER;
+static unsigned grace_s = 5;
+static pthread_t main_thread;
+
+static void set_ready(struct worker_slot *s, int ready)
+{
+    pthread_mutex_lock(&start_lock);
+    s->ready = ready;
+    pthread_cond_broadcast(&start_cond);
+    pthread_mutex_unlock(&start_lock);
+}
+
+/* ---- TCP in: the acceptor thread ---- */
+
+struct accepted {
+    struct pworker *w;
+    int fd;
+};
+
+static void on_accepted(void *arg)
+{
+    struct accepted *a = arg;
+
+    tf_proxy_accept_fd(a->w, a->fd);
+    free(a);
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct worker_slot *s = arg;
+
+    for (;;) {
+        int fd = accept4(s->w.plain_fd, NULL, NULL, SOCK_CLOEXEC);
+        struct accepted *a;
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE ||
+                errno == ENOBUFS || errno == ENOMEM) {
+                if (errno != EINTR && errno != ECONNABORTED)
+                    usleep(10000);   /* out of descriptors or memory: try again soon */
+                continue;
+            }
+            return NULL;             /* shut down: the worker stops */
+        }
+        a = malloc(sizeof(*a));
+        if (a) {
+            a->w = &s->w;     /* before the post: the loop may run it at once */
+            a->fd = fd;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (!a || !s->is_running || tlsflow_loop_post(s->w.loop, on_accepted, a) < 0) {
+            close(fd);
+            free(a);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+static int plain_listen(const char *host, const char *port, int *bound)
+{
+    struct addrinfo hints = { 0 }, *res = NULL;
+    int fd = -1, one = 1, ret;
+
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    if ((ret = getaddrinfo(host, port, &hints, &res)) != 0) {
+        fprintf(stderr, PROG ": --listen %s:%s: %s\n", host, port, gai_strerror(ret));
+        return -1;
+    }
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        fprintf(stderr, PROG ": listen on %s:%s: %s\n", host, port, strerror(errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+/* ---- Workers ---- */
+
+static void on_keepalive(tlsflow_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker_slot *s = arg;
+    struct pworker *w = &s->w;
+    int ret = tlsflow_loop_new(&w->loop, 0);
+
+    w->plain_fd = -1;
+    if (ret < 0) {
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_new: %s\n", s->index, strerror(-ret));
+        set_ready(s, -1);
+        return NULL;
+    }
+    if ((ret = tlsflow_timer_new(w->loop, &w->grace)) < 0 ||
+        (ret = tlsflow_timer_new(w->loop, &w->connect_tick)) < 0) {
+        fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->index, strerror(-ret));
+        goto failed;
+    }
+    if (s->cfg) {
+        ret = tlsflow_listen(w->loop, s->cfg, s->host, s->port, tf_proxy_accept, w, &w->listener);
+        if (ret < 0) {
+            fprintf(stderr, PROG ": thread %d: listen on %s:%s: %s\n", s->index, s->host, s->port,
+                    strerror(-ret));
+            goto failed;
+        }
+        s->bound_port = tlsflow_listener_port(w->listener);
+    } else {
+        w->plain_fd = plain_listen(s->host, s->port, &s->bound_port);
+        if (w->plain_fd < 0)
+            goto failed;
+        /* The loop runs while a timer is started; accepts come as posts. */
+        if ((ret = tlsflow_timer_new(w->loop, &w->keepalive)) < 0 ||
+            (ret = tlsflow_timer_start(w->keepalive, 3600000, 3600000, on_keepalive, w)) < 0) {
+            fprintf(stderr, PROG ": thread %d: timer: %s\n", s->index, strerror(-ret));
+            goto failed;
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    s->is_running = 1;
+    pthread_mutex_unlock(&s->lock);
+    if (w->plain_fd >= 0) {
+        if (pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0) {
+            fprintf(stderr, PROG ": thread %d: pthread_create failed\n", s->index);
+            goto failed;
+        }
+        s->has_acceptor = 1;
+    }
+    set_ready(s, 1);
+
+    /* Until the stop post has run and every connection is released, or the
+     * grace is over; a listener or a posted accept keeps it going. */
+    ret = tlsflow_loop_run(w->loop);
+    if (ret < 0)
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_run: %s\n", s->index, strerror(-ret));
+    pthread_mutex_lock(&s->lock);
+    s->is_running = 0;            /* no post from here on */
+    pthread_mutex_unlock(&s->lock);
+    if (s->has_acceptor) {
+        shutdown(w->plain_fd, SHUT_RDWR);   /* its accept returns */
+        pthread_join(s->acceptor, NULL);
+    }
+    if (w->listener)
+        tlsflow_listener_close(w->listener);
+    tf_proxy_kill_all(w);
+    tlsflow_loop_get_stats(w->loop, &w->loop_stats);
+    tlsflow_loop_free(w->loop);   /* the timers and what the kill left go with it */
+    w->loop = NULL;
+    tf_proxy_release_all(w);
+    if (w->plain_fd >= 0)
+        close(w->plain_fd);
+    atomic_store(&s->done, 1);
+    pthread_kill(main_thread, SIG_DONE);
+    return NULL;
+
+failed:
+    if (w->plain_fd >= 0)
+        close(w->plain_fd);
+    tlsflow_loop_free(w->loop);
+    w->loop = NULL;
+    set_ready(s, -1);
+    return NULL;
+}
+
+static void on_grace_over(tlsflow_timer *t, void *arg)
+{
+    struct pworker *w = arg;
+    (void)t;
+    tlsflow_loop_stop(w->loop);
+}
+
+/* Posted by the main thread: stop accepting; connections end by themselves
+ * within the grace (both peers close), then the rest is dropped. */
+static void on_stop(void *arg)
+{
+    struct pworker *w = arg;
+
+    if (!w->is_stopping) {
+        w->is_stopping = 1;
+        if (w->listener)
+            tlsflow_listener_close(w->listener);
+        w->listener = NULL;
+        if (w->plain_fd >= 0)
+            shutdown(w->plain_fd, SHUT_RDWR);
+        tlsflow_timer_stop(w->keepalive);
+        if (!w->conns || tlsflow_timer_start(w->grace, grace_s * 1000u, 0, on_grace_over, w) < 0)
+            tlsflow_loop_stop(w->loop);
+    }
+    if (atomic_load(&tf_proxy_stop) >= 2)
+        tlsflow_loop_stop(w->loop);
+}
+
+static void stop_workers(struct worker_slot *slots, unsigned n, int level)
+{
+    atomic_store(&tf_proxy_stop, level);
+    for (unsigned i = 0; i < n; i++) {
+        struct worker_slot *s = &slots[i];
+        pthread_mutex_lock(&s->lock);
+        if (s->is_running && tlsflow_loop_post(s->w.loop, on_stop, &s->w) < 0)
+            tlsflow_loop_stop(s->w.loop);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+static int wait_ready(struct worker_slot *s)
+{
+    pthread_mutex_lock(&start_lock);
+    while (s->ready == 0)
+        pthread_cond_wait(&start_cond, &start_lock);
+    int r = s->ready;
+    pthread_mutex_unlock(&start_lock);
+    return r;
+}
+
+static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
+{
+    unsigned long long acc = 0, fail = 0, act = 0, bfail = 0, up = 0, down = 0, tx = 0, rx = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct proxy_stats *st = &slots[i].w.stats;
+        acc += atomic_load(&st->accepted);
+        fail += atomic_load(&st->failed);
+        act += atomic_load(&st->active);
+        bfail += atomic_load(&st->backend_failed);
+        up += atomic_load(&st->bytes_up);
+        down += atomic_load(&st->bytes_down);
+        tx += atomic_load(&st->ktls_tx);
+        rx += atomic_load(&st->ktls_rx);
+    }
+    fprintf(stderr, PROG ": %.0fs connections %llu open / %llu total / %llu failed handshakes,"
+            " %llu backend failures, in %.1f MB, out %.1f MB, kTLS tx %.0f%% rx %.0f%% of open flows\n",
+            elapsed, act, acc, fail, bfail, (double)up / 1e6, (double)down / 1e6,
+            act ? 100.0 * (double)tx / (double)act : 0.0,
+            act ? 100.0 * (double)rx / (double)act : 0.0);
+}
+
+static int resolve_backend(const char *spec, struct proxy_opts *o, char *host, size_t hsize)
+{
+    char port[32];
+    struct addrinfo hints = { 0 }, *res = NULL;
+    int ret;
+
+    if (tf_split_hostport(spec, NULL, host, hsize, port, sizeof(port)) < 0) {
+        fprintf(stderr, PROG ": --backend %s: not HOST:PORT\n", spec);
+        return -1;
+    }
+    hints.ai_socktype = SOCK_STREAM;
+    if ((ret = getaddrinfo(host, port, &hints, &res)) != 0) {
+        fprintf(stderr, PROG ": --backend %s: %s\n", spec, gai_strerror(ret));
+        return -1;
+    }
+    memcpy(&o->backend, res->ai_addr, res->ai_addrlen);
+    o->backend_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+enum { OPT_LISTEN = 256, OPT_BACKEND, OPT_CERT, OPT_KEY, OPT_TLS_BACKEND, OPT_BACKEND_NAME,
+       OPT_CA, OPT_PROXY_PROTO, OPT_THREADS, OPT_KTLS, OPT_PRIO, OPT_STATS, OPT_GRACE,
+       OPT_IDLE, OPT_CONNECT, OPT_HANDSHAKE, OPT_HELP, OPT_VERSION };
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"tls-backend", no_argument, NULL, OPT_TLS_BACKEND},
+    {"backend-name", required_argument, NULL, OPT_BACKEND_NAME},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"proxy-protocol", required_argument, NULL, OPT_PROXY_PROTO},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"ktls", optional_argument, NULL, OPT_KTLS},
+    {"priority", required_argument, NULL, OPT_PRIO},
+    {"stats-interval", required_argument, NULL, OPT_STATS},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+int main(int argc, char **argv)
+{
+    struct tf_tls_opts in_tls = {0}, out_tls = {0};
+    struct proxy_opts opts = {.idle_ms = 120000, .connect_ms = 10000};
+    const char *listen_spec = NULL, *backend_spec = NULL, *backend_name = NULL;
+    char lhost[256], lport[16], bhost[256];
+    unsigned long threads = 1, stats_interval = 5, handshake_s = 30, v;
+    int tls_backend = 0, ret = 1, opt;
+    tlsflow_config *cfg = NULL, *bcfg = NULL;
+    struct worker_slot *slots = NULL;
+    unsigned started = 0;
+
+    while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_LISTEN: listen_spec = optarg; break;
+        case OPT_BACKEND: backend_spec = optarg; break;
+        case OPT_CERT: in_tls.cert = optarg; break;
+        case OPT_KEY: in_tls.key = optarg; break;
+        case OPT_TLS_BACKEND: tls_backend = 1; break;
+        case OPT_BACKEND_NAME: backend_name = optarg; break;
+        case OPT_CA: out_tls.ca = optarg; break;
+        case OPT_PROXY_PROTO:
+            if (strcmp(optarg, "v2") != 0)
+                goto bad;
+            opts.proxy_v2 = 1;
+            break;
+        case OPT_THREADS:
+            if (tf_parse_ulong(optarg, 1, 1024, &threads) < 0)
+                goto bad;
+            break;
+        case OPT_KTLS:
+            /* --ktls alone is require; --ktls MODE and --ktls=MODE name one */
+            if (!optarg && optind < argc && tf_parse_ktls(argv[optind], &in_tls.ktls) == 0)
+                optind++;
+            else if (!optarg)
+                in_tls.ktls = TLSFLOW_KTLS_REQUIRE;
+            else if (tf_parse_ktls(optarg, &in_tls.ktls) < 0)
+                goto bad;
+            out_tls.ktls = in_tls.ktls;
+            break;
+        case OPT_PRIO: in_tls.priority = out_tls.priority = optarg; break;
+        case OPT_STATS:
+            if (tf_parse_ulong(optarg, 0, 86400, &stats_interval) < 0)
+                goto bad;
+            break;
+        case OPT_GRACE:
+            if (tf_parse_ulong(optarg, 0, 3600, &v) < 0)
+                goto bad;
+            grace_s = (unsigned)v;
+            break;
+        case OPT_IDLE:
+            if (tf_parse_ulong(optarg, 0, 86400, &v) < 0)
+                goto bad;
+            opts.idle_ms = (unsigned)v * 1000u;
+            break;
+        case OPT_CONNECT:
+            if (tf_parse_ulong(optarg, 1, 3600, &v) < 0)
+                goto bad;
+            opts.connect_ms = (unsigned)v * 1000u;
+            break;
+        case OPT_HANDSHAKE:
+            if (tf_parse_ulong(optarg, 1, 3600, &handshake_s) < 0)
+                goto bad;
+            break;
+        case 'h':
+        case OPT_HELP: fputs(usage, stdout); return 0;
+        case OPT_VERSION: printf(PROG " %s\n", tlsflow_version()); return 0;
+        default: goto bad;
+        }
+    }
+    if (optind != argc || !listen_spec || !backend_spec || (!in_tls.cert && !tls_backend) ||
+        (in_tls.key && !in_tls.cert) || ((out_tls.ca || backend_name) && !tls_backend)) {
+        fprintf(stderr, PROG ": need --listen, --backend, and --cert/--key or --tls-backend\n");
+        goto bad;
+    }
+    if (tf_split_hostport(listen_spec, NULL, lhost, sizeof(lhost), lport, sizeof(lport)) < 0) {
+        fprintf(stderr, PROG ": --listen %s: not HOST:PORT\n", listen_spec);
+        goto bad;
+    }
+    if (resolve_backend(backend_spec, &opts, bhost, sizeof(bhost)) < 0)
+        return 1;
+    if (in_tls.cert) {
+        if (tf_tool_config(&cfg, TLSFLOW_SERVER, &in_tls) < 0 ||
+            tlsflow_config_set_handshake_timeout(cfg, (unsigned)handshake_s * 1000u) < 0)
+            goto out;
+        opts.tls_in = 1;
+    }
+    if (tls_backend) {
+        if (tf_tool_config(&bcfg, TLSFLOW_CLIENT, &out_tls) < 0 ||
+            tlsflow_config_set_handshake_timeout(bcfg, (unsigned)handshake_s * 1000u) < 0)
+            goto out;
+        opts.backend_cfg = bcfg;
+        opts.backend_name = backend_name ? backend_name : bhost;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIG_DONE);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    main_thread = pthread_self();
+    signal(SIGPIPE, SIG_IGN);     /* a splice into a socket reset meanwhile */
+
+    slots = calloc(threads, sizeof(*slots));
+    if (!slots)
+        goto out;
+    for (unsigned i = 0; i < threads; i++)
+        pthread_mutex_init(&slots[i].lock, NULL);
+    for (unsigned i = 0; i < threads; i++) {
+        struct worker_slot *s = &slots[i];
+        s->index = (int)i;
+        s->cfg = cfg;
+        s->host = lhost;
+        s->w.opts = &opts;
+        snprintf(s->port, sizeof(s->port), "%s", i == 0 ? lport : slots[0].port);
+        if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
+            fprintf(stderr, PROG ": pthread_create failed\n");
+            stop_workers(slots, started, 2);
+            break;
+        }
+        started++;
+        if (wait_ready(s) < 0) {
+            stop_workers(slots, started, 2);
+            break;
+        }
+        if (i == 0)
+            snprintf(s->port, sizeof(s->port), "%d", s->bound_port);
+    }
+    if (atomic_load(&tf_proxy_stop))
+        goto join;
+
+    printf("listening on %s:%d\n", lhost, slots[0].bound_port);
+    fflush(stdout);
+
+    double start = tf_now_s(), next_stats = start + (double)stats_interval;
+    int signals = 0;
+    for (;;) {
+        int sig;
+        if (stats_interval && !signals) {
+            double wait = next_stats - tf_now_s();
+            if (wait < 0)
+                wait = 0;
+            struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+            sig = sigtimedwait(&sigs, NULL, &ts);
+        } else {
+            sig = sigwaitinfo(&sigs, NULL);
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
+            signals++;
+            stop_workers(slots, started, signals > 1 ? 2 : 1);
+        }
+        if (signals) {
+            unsigned done = 0;
+            for (unsigned i = 0; i < started; i++)
+                done += (unsigned)atomic_load(&slots[i].done);
+            if (done == started)
+                break;
+            continue;
+        }
+        if (stats_interval && tf_now_s() >= next_stats) {
+            print_stats(slots, started, tf_now_s() - start);
+            next_stats += (double)stats_interval;
+        }
+    }
+    if (stats_interval)
+        print_stats(slots, started, tf_now_s() - start);
+    {   /* the data path's own counts, always printed at exit */
+        tlsflow_loop_stats t = { 0, 0, 0, 0 };
+        unsigned long long moved = 0;
+        for (unsigned i = 0; i < started; i++) {
+            t.submissions += slots[i].w.loop_stats.submissions;
+            t.enters += slots[i].w.loop_stats.enters;
+            t.plaintext_copied += slots[i].w.loop_stats.plaintext_copied;
+            t.ciphertext_copied += slots[i].w.loop_stats.ciphertext_copied;
+            moved += atomic_load(&slots[i].w.stats.bytes_up) + atomic_load(&slots[i].w.stats.bytes_down);
+        }
+        double mib = (double)moved / (1024.0 * 1024.0);
+        fprintf(stderr, PROG ": io_uring submissions %llu (%.2f per MiB moved), io_uring_enter %llu "
+                "(%.2f per MiB), plaintext copied in userspace %llu bytes (%.3f per payload byte), "
+                "received bytes copied from the buffer ring %llu\n",
+                t.submissions, mib > 0 ? (double)t.submissions / mib : 0.0, t.enters,
+                mib > 0 ? (double)t.enters / mib : 0.0, t.plaintext_copied,
+                moved ? (double)t.plaintext_copied / (double)moved : 0.0, t.ciphertext_copied);
+    }
+    ret = 0;
+join:
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(slots[i].thread, NULL);
+    if (slots)
+        for (unsigned i = 0; i < threads; i++)
+            pthread_mutex_destroy(&slots[i].lock);
+out:
+    free(slots);
+    if (cfg)
+        tlsflow_config_free(cfg);
+    if (bcfg)
+        tlsflow_config_free(bcfg);
+    return ret;
+bad:
+    fputs(usage, stderr);
+    return 2;
+}

@@ -1,0 +1,61 @@
+/* tlsflow-proxy internals: proxy.c runs the threads, signals and statistics;
+ * proxy_conn.c moves one connection's bytes (by splice) and connects to the
+ * backend. */
+#ifndef TF_TOOLS_PROXY_H
+#define TF_TOOLS_PROXY_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <tlsflow.h>
+
+struct proxy_opts {
+    struct sockaddr_storage backend;    /* resolved once at start */
+    socklen_t     backend_len;
+    const char   *backend_name;          /* --tls-backend: SNI and verification name */
+    const tlsflow_config *backend_cfg;   /* --tls-backend: the client config, else NULL */
+    int           tls_in;                /* clients speak TLS (a --cert was given) */
+    int           proxy_v2;              /* --proxy-protocol v2 */
+    unsigned      idle_ms;               /* no byte moved either way for this: both reset */
+    unsigned      connect_ms;            /* the backend's connect must finish within this */
+};
+
+/* Counters of one worker, read by the main thread for the stats line. */
+struct proxy_stats {
+    atomic_ullong accepted, failed, active, backend_failed;
+    atomic_ullong bytes_up, bytes_down;  /* client -> backend, backend -> client */
+    atomic_ullong ktls_tx, ktls_rx;      /* open client flows whose direction the kernel holds */
+};
+
+struct pconn;
+
+struct pworker {
+    const struct proxy_opts *opts;
+    tlsflow_loop *loop;
+    struct pconn *conns;          /* every connection not yet released */
+    struct pconn *connecting;     /* those whose backend connect is under way */
+    tlsflow_timer *connect_tick;  /* polls the connects while there are any */
+    tlsflow_listener *listener;   /* TLS in */
+    int           plain_fd;       /* TCP in: the listening socket, -1 none */
+    tlsflow_timer *keepalive;     /* TCP in: keeps tlsflow_loop_run going (no listener of its own) */
+    tlsflow_timer *grace;
+    int           is_stopping;
+    struct proxy_stats stats;
+    tlsflow_loop_stats loop_stats;
+};
+
+/* 1 = stop accepting, let connections end within the grace; 2 = drop all. */
+extern atomic_int tf_proxy_stop;
+
+/* The listener's on_flow (arg: the worker). */
+void tf_proxy_accept(tlsflow *flow, const tlsflow_result *res, void *arg);
+/* TCP in: an accepted plain socket, on the loop's thread. */
+void tf_proxy_accept_fd(struct pworker *w, int fd);
+size_t tf_proxy_open_count(const struct pworker *w);
+/* After the loop stopped: frees every flow (resets) and, after
+ * tlsflow_loop_free, the connections' memory. */
+void tf_proxy_kill_all(struct pworker *w);
+void tf_proxy_release_all(struct pworker *w);
+
+#endif

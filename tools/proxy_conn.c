@@ -1,0 +1,659 @@
+/* One proxied connection: a client leg and a backend leg, each a TLS flow or
+ * a plain socket, and one direction each way.  Bytes move by splice only:
+ *   TLS -> plain   tlsflow_splice_to(src flow, dst socket)
+ *   plain -> TLS   tlsflow_splice_from(dst flow, src socket)
+ *   TLS -> TLS     through a pipe of the connection: splice_to into it,
+ *                  splice_from out of it.
+ * Each splice moves at most CHUNK bytes and is issued again: its completion
+ * is what tells the idle timer the connection moves.
+ *
+ * Half-close: a source's end (the peer's close_notify, a plain EOF) becomes
+ * the destination's end (shutdown(SHUT_WR) on a socket, tlsflow_close on a
+ * flow: close_notify then SHUT_WR); the connection ends once both
+ * directions ended.  Anything else (a reset, a truncation, a failed
+ * handshake of the backend, the idle timeout) resets both legs.
+ *
+ * The backend connect never blocks the loop: a non-blocking connect(), and
+ * a 1 ms tlsflow timer that polls (poll(2), timeout 0) every connect under
+ * way, running only while there are some. */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK (1u << 20)
+#define CONNECT_TICK_MS 1
+
+atomic_int tf_proxy_stop;
+
+struct leg {
+    tlsflow *flow;      /* a TLS leg; NULL: plain */
+    int      fd;        /* the plain leg's socket (-1 none) */
+};
+
+/* One direction, src -> dst.
+ *  DIR_MOVING   its splices go on.
+ *  DIR_CLOSING  the source ended; the destination is being closed (TLS:
+ *               tlsflow_close pending; TLS -> TLS: the pipe's EOF on its way).
+ *  DIR_DONE     the end reached the destination. */
+enum dir_phase { DIR_MOVING, DIR_CLOSING, DIR_DONE };
+
+struct dir {
+    struct pconn  *c;
+    struct leg    *src, *dst;
+    enum dir_phase phase;
+    int            pipe[2];        /* TLS -> TLS only; -1 */
+    int            is_to_pending;  /* splice_to(src) in flight */
+    int            is_from_pending;/* splice_from(dst) in flight */
+    int            is_src_ended;   /* TLS -> TLS: splice_to saw EOF, pipe[1] closed */
+    int            is_up;          /* client -> backend */
+};
+
+/* The connection's life:
+ *  C_CONNECTING  the backend socket's connect (then, TLS backend, its handshake).
+ *  C_RUNNING     both directions move.
+ *  C_ENDED       both ended cleanly or it was reset: legs freed, waiting for
+ *                the flows' releases. */
+enum conn_phase { C_CONNECTING, C_RUNNING, C_ENDED };
+
+struct pconn {
+    struct pworker *w;
+    struct pconn   *prev, *next;    /* w->conns */
+    struct pconn   *cnext;          /* w->connecting */
+    enum conn_phase phase;
+    struct leg      client, backend;
+    struct dir      up, down;
+    int             connect_fd;     /* the backend socket while connecting */
+    double          connect_deadline;
+    int             flows;          /* flows not yet released */
+    int             ktls_tx, ktls_rx;
+    tlsflow_timer  *idle;
+    int             is_counted;     /* in stats.active */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- Lifetime ---- */
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void reset_fd(int fd)
+{
+    struct linger lg = { 1, 0 };
+
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static void unlink_conn(struct pconn *c)
+{
+    struct pworker *w = c->w;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
+
+static void uncount(struct pconn *c)
+{
+    struct proxy_stats *st = &c->w->stats;
+
+    if (!c->is_counted)
+        return;
+    c->is_counted = 0;
+    atomic_fetch_sub_explicit(&st->active, 1, memory_order_relaxed);
+    if (c->ktls_tx)
+        atomic_fetch_sub_explicit(&st->ktls_tx, 1, memory_order_relaxed);
+    if (c->ktls_rx)
+        atomic_fetch_sub_explicit(&st->ktls_rx, 1, memory_order_relaxed);
+}
+
+/* The last flow is released (or there never was one): nothing of the
+ * library refers to the connection any more. */
+static void conn_free(struct pconn *c)
+{
+    struct pworker *w = c->w;
+
+    uncount(c);
+    close_fd(&c->client.fd);
+    close_fd(&c->backend.fd);
+    close_fd(&c->connect_fd);
+    close_fd(&c->up.pipe[0]);
+    close_fd(&c->up.pipe[1]);
+    close_fd(&c->down.pipe[0]);
+    close_fd(&c->down.pipe[1]);
+    tlsflow_timer_free(c->idle);
+    unlink_conn(c);
+    free(c);
+    if (w->loop && w->is_stopping && !w->conns)
+        tlsflow_loop_stop(w->loop);   /* the last one: the worker may go */
+}
+
+static void on_released(void *arg)
+{
+    struct pconn *c = arg;
+
+    if (--c->flows == 0 && c->phase == C_ENDED)
+        conn_free(c);
+}
+
+static void unlink_connecting(struct pconn *c)
+{
+    for (struct pconn **p = &c->w->connecting; *p; p = &(*p)->cnext)
+        if (*p == c) {
+            *p = c->cnext;
+            break;
+        }
+}
+
+/* Ends the connection: reset (both legs told nothing good), or after both
+ * directions ended cleanly. */
+static void conn_end(struct pconn *c, int reset)
+{
+    if (c->phase == C_ENDED)
+        return;
+    if (c->phase == C_CONNECTING)
+        unlink_connecting(c);
+    c->phase = C_ENDED;
+    uncount(c);
+    tlsflow_timer_stop(c->idle);
+    if (reset) {
+        reset_fd(c->client.fd);
+        reset_fd(c->backend.fd);
+        reset_fd(c->connect_fd);
+    }
+    /* Freeing an open flow resets it; a closed one just goes. */
+    if (c->client.flow)
+        tlsflow_free(c->client.flow);
+    if (c->backend.flow)
+        tlsflow_free(c->backend.flow);
+    c->client.flow = c->backend.flow = NULL;
+    if (c->flows == 0)
+        conn_free(c);
+}
+
+static void conn_reset(struct pconn *c, const char *why, const tlsflow_result *r)
+{
+    if (getenv("TLSFLOW_PROXY_DEBUG"))
+        fprintf(stderr, "tlsflow-proxy: connection reset: %s%s%s\n", why, r ? ": " : "",
+                r && r->status == TLSFLOW_ERROR ? tlsflow_error_message(r->error)
+                : r && r->status == TLSFLOW_EOF ? "the peer stopped reading" : "");
+    conn_end(c, 1);
+}
+
+static void on_idle(tlsflow_timer *t, void *arg)
+{
+    (void)t;
+    conn_reset(arg, "idle timeout", NULL);
+}
+
+static void touch(struct pconn *c)
+{
+    if (c->w->opts->idle_ms && c->phase == C_RUNNING)
+        tlsflow_timer_start(c->idle, c->w->opts->idle_ms, 0, on_idle, c);
+}
+
+static int track_flow(struct pconn *c, tlsflow *f)
+{
+    if (tlsflow_on_release(f, on_released, c) < 0)
+        return -1;
+    c->flows++;
+    return 0;
+}
+
+/* ---- Directions ---- */
+
+static void dir_issue(struct dir *d);
+
+static void maybe_done(struct pconn *c)
+{
+    if (c->up.phase == DIR_DONE && c->down.phase == DIR_DONE)
+        conn_end(c, 0);
+}
+
+static void count_bytes(struct dir *d, size_t n)
+{
+    atomic_fetch_add_explicit(d->is_up ? &d->c->w->stats.bytes_up : &d->c->w->stats.bytes_down,
+                              n, memory_order_relaxed);
+}
+
+static void on_dst_closed(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct dir *d = arg;
+
+    (void)f;
+    if (d->c->phase != C_RUNNING)
+        return;
+    /* A peer that drops the connection after our close_notify has closed too. */
+    if (r->status == TLSFLOW_ERROR && r->error.code != TLSFLOW_E_TRUNCATED) {
+        conn_reset(d->c, "close", r);
+        return;
+    }
+    d->phase = DIR_DONE;
+    maybe_done(d->c);
+}
+
+/* The source ended and every byte before it is in the destination flow:
+ * close_notify, then SHUT_WR. */
+static void close_dst_flow(struct dir *d)
+{
+    d->phase = DIR_CLOSING;
+    if (tlsflow_close(d->dst->flow, on_dst_closed, d) < 0)
+        conn_reset(d->c, "close refused", NULL);
+}
+
+/* src flow -> dst socket (or the pipe). */
+static void on_to(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct dir *d = arg;
+    struct pconn *c = d->c;
+
+    (void)f;
+    d->is_to_pending = 0;
+    if (c->phase != C_RUNNING)
+        return;
+    if (d->pipe[1] < 0)
+        count_bytes(d, r->len);
+    touch(c);
+    if (r->status == TLSFLOW_OK && r->len == CHUNK) {
+        dir_issue(d);
+    } else if (r->status != TLSFLOW_ERROR) {   /* the peer's close_notify (OK: after len bytes) */
+        if (d->dst->flow) {
+            d->is_src_ended = 1;
+            close_fd(&d->pipe[1]);             /* splice_from reads the pipe's EOF */
+        } else {
+            shutdown(d->dst->fd, SHUT_WR);
+            d->phase = DIR_DONE;
+            maybe_done(c);
+        }
+    } else if (r->error.code == TLSFLOW_E_TRUNCATED &&
+               (d->is_up ? &c->down : &c->up)->phase != DIR_MOVING) {
+        /* A peer that hangs up after our close_notify has closed too. */
+        d->phase = DIR_DONE;
+        if (!d->dst->flow)
+            shutdown(d->dst->fd, SHUT_WR);
+        maybe_done(c);
+    } else {
+        conn_reset(c, d->is_up ? "client (reading)" : "backend (reading)", r);
+    }
+}
+
+/* src socket (or the pipe) -> dst flow. */
+static void on_from(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct dir *d = arg;
+    struct pconn *c = d->c;
+
+    (void)f;
+    d->is_from_pending = 0;
+    if (c->phase != C_RUNNING)
+        return;
+    count_bytes(d, r->len);
+    touch(c);
+    if (r->status == TLSFLOW_OK && r->len == CHUNK)
+        dir_issue(d);
+    else if (r->status == TLSFLOW_OK)          /* the source's EOF */
+        close_dst_flow(d);
+    else
+        conn_reset(c, d->is_up ? "backend (writing)" : "client (writing)", r);
+}
+
+/* Issues what moves this direction's bytes and is not in flight. */
+static void dir_issue(struct dir *d)
+{
+    struct pconn *c = d->c;
+    int ret;
+
+    if (d->phase != DIR_MOVING || c->phase != C_RUNNING)
+        return;
+    if (d->src->flow && !d->is_to_pending && !d->is_src_ended) {
+        ret = tlsflow_splice_to(d->src->flow, d->dst->flow ? d->pipe[1] : d->dst->fd, CHUNK,
+                                on_to, d);
+        if (ret < 0) {
+            conn_reset(c, "splice_to refused", NULL);
+            return;
+        }
+        d->is_to_pending = 1;
+    }
+    if (d->dst->flow && !d->is_from_pending) {
+        ret = tlsflow_splice_from(d->dst->flow, d->src->flow ? d->pipe[0] : d->src->fd, CHUNK,
+                                  on_from, d);
+        if (ret < 0) {
+            conn_reset(c, "splice_from refused", NULL);
+            return;
+        }
+        d->is_from_pending = 1;
+    }
+}
+
+static void dir_init(struct pconn *c, struct dir *d, struct leg *src, struct leg *dst, int up)
+{
+    d->c = c;
+    d->src = src;
+    d->dst = dst;
+    d->is_up = up;
+    d->phase = DIR_MOVING;
+}
+
+static int dir_pipe(struct dir *d)
+{
+    if (!d->src->flow || !d->dst->flow)
+        return 0;
+    return pipe2(d->pipe, O_CLOEXEC);
+}
+
+/* Both legs are there: the bytes move. */
+static void conn_run(struct pconn *c)
+{
+    tlsflow_info info;
+
+    c->phase = C_RUNNING;
+    dir_init(c, &c->up, &c->client, &c->backend, 1);
+    dir_init(c, &c->down, &c->backend, &c->client, 0);
+    if (dir_pipe(&c->up) < 0 || dir_pipe(&c->down) < 0) {
+        conn_reset(c, "pipe", NULL);
+        return;
+    }
+    if (c->client.flow && tlsflow_get_info(c->client.flow, &info) == 0) {
+        c->ktls_tx = info.ktls_tx;
+        c->ktls_rx = info.ktls_rx;
+        if (c->ktls_tx)
+            atomic_fetch_add_explicit(&c->w->stats.ktls_tx, 1, memory_order_relaxed);
+        if (c->ktls_rx)
+            atomic_fetch_add_explicit(&c->w->stats.ktls_rx, 1, memory_order_relaxed);
+    }
+    touch(c);
+    dir_issue(&c->up);
+    dir_issue(&c->down);
+}
+
+/* ---- The backend ---- */
+
+/* PROXY protocol v2: the client's address, before any byte of its own. */
+static int send_proxy_v2(struct pconn *c, int bfd)
+{
+    static const uint8_t sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+    struct sockaddr_storage src, dst;
+    socklen_t sl = sizeof(src), dl = sizeof(dst);
+    int cfd = c->client.flow ? tlsflow_fd(c->client.flow) : c->client.fd;
+    uint8_t h[16 + 36];
+    size_t n = 16;
+
+    memcpy(h, sig, 12);
+    h[12] = 0x21;                         /* version 2, PROXY */
+    if (getpeername(cfd, (struct sockaddr *)&src, &sl) < 0 ||
+        getsockname(cfd, (struct sockaddr *)&dst, &dl) < 0 || src.ss_family != dst.ss_family) {
+        h[12] = 0x20;                     /* LOCAL: no address to tell */
+        h[13] = 0x00;
+    } else if (src.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)&src, *d4 = (const void *)&dst;
+        h[13] = 0x11;                     /* TCP over IPv4 */
+        memcpy(h + 16, &s4->sin_addr, 4);
+        memcpy(h + 20, &d4->sin_addr, 4);
+        memcpy(h + 24, &s4->sin_port, 2);
+        memcpy(h + 26, &d4->sin_port, 2);
+        n += 12;
+    } else if (src.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)&src, *d6 = (const void *)&dst;
+        h[13] = 0x21;                     /* TCP over IPv6 */
+        memcpy(h + 16, &s6->sin6_addr, 16);
+        memcpy(h + 32, &d6->sin6_addr, 16);
+        memcpy(h + 48, &s6->sin6_port, 2);
+        memcpy(h + 50, &d6->sin6_port, 2);
+        n += 36;
+    } else {
+        h[12] = 0x20;
+        h[13] = 0x00;
+    }
+    h[14] = (uint8_t)((n - 16) >> 8);
+    h[15] = (uint8_t)(n - 16);
+    /* A socket just connected has room for 52 bytes: this never waits. */
+    return send(bfd, h, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+}
+
+static void backend_failed(struct pconn *c, const char *why, const tlsflow_result *r)
+{
+    atomic_fetch_add_explicit(&c->w->stats.backend_failed, 1, memory_order_relaxed);
+    conn_reset(c, why, r);
+}
+
+static void on_backend_open(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct pconn *c = arg;
+
+    c->flows--;            /* the hold of backend_connected */
+    if (c->phase == C_ENDED) {
+        if (f)
+            tlsflow_free(f);
+        if (c->flows == 0)
+            conn_free(c);
+        return;
+    }
+    if (!f || r->status != TLSFLOW_OK) {
+        if (f)
+            tlsflow_free(f);
+        backend_failed(c, "backend handshake", r);
+        return;
+    }
+    if (track_flow(c, f) < 0) {
+        tlsflow_free(f);
+        backend_failed(c, "backend flow", NULL);
+        return;
+    }
+    c->backend.flow = f;
+    conn_run(c);
+}
+
+/* The backend socket is connected. */
+static void backend_connected(struct pconn *c)
+{
+    const struct proxy_opts *o = c->w->opts;
+    int fd = c->connect_fd;
+    int ret;
+
+    c->connect_fd = -1;
+    if (o->proxy_v2 && send_proxy_v2(c, fd) < 0) {
+        close(fd);
+        backend_failed(c, "PROXY header", NULL);
+        return;
+    }
+    if (!o->backend_cfg) {
+        c->backend.fd = fd;
+        conn_run(c);
+        return;
+    }
+    /* The library's own sockets block (io_uring does the waiting). */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    ret = tlsflow_wrap_fd(c->w->loop, o->backend_cfg, fd, o->backend_name, on_backend_open, c);
+    if (ret < 0) {
+        close(fd);
+        backend_failed(c, "tlsflow_wrap_fd", NULL);
+        return;
+    }
+    c->flows++;            /* on_backend_open comes, flow or not: held until then */
+}
+
+/* Polls every connect under way; stops itself when none is left. */
+static void on_connect_tick(tlsflow_timer *t, void *arg)
+{
+    struct pworker *w = arg;
+    struct pollfd pfd[256];
+    struct pconn *batch[256];
+    size_t n = 0;
+    double now = now_s();
+
+    (void)t;
+    for (struct pconn *c = w->connecting; c && n < 256; c = c->cnext) {
+        pfd[n].fd = c->connect_fd;
+        pfd[n].events = POLLOUT;
+        pfd[n].revents = 0;
+        batch[n++] = c;
+    }
+    if (n && poll(pfd, n, 0) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct pconn *c = batch[i];
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (!pfd[i].revents) {
+            if (now > c->connect_deadline) {
+                unlink_connecting(c);
+                backend_failed(c, "backend connect timed out", NULL);
+            }
+            continue;
+        }
+        unlink_connecting(c);
+        if (getsockopt(c->connect_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            if (getenv("TLSFLOW_PROXY_DEBUG"))
+                fprintf(stderr, "tlsflow-proxy: backend connect: %s\n", strerror(err));
+            backend_failed(c, "backend connect", NULL);
+            continue;
+        }
+        backend_connected(c);
+    }
+    if (!w->connecting)
+        tlsflow_timer_stop(w->connect_tick);
+}
+
+static void start_connect(struct pconn *c)
+{
+    struct pworker *w = c->w;
+    const struct proxy_opts *o = w->opts;
+    int fd = socket(o->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    c->phase = C_CONNECTING;
+    if (fd < 0) {
+        backend_failed(c, "socket", NULL);
+        return;
+    }
+    c->connect_fd = fd;
+    if (connect(fd, (const struct sockaddr *)&o->backend, o->backend_len) == 0) {
+        backend_connected(c);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        backend_failed(c, "backend connect", NULL);
+        return;
+    }
+    c->connect_deadline = now_s() + (double)o->connect_ms / 1000.0;
+    c->cnext = w->connecting;
+    w->connecting = c;
+    if (tlsflow_timer_start(w->connect_tick, CONNECT_TICK_MS, CONNECT_TICK_MS, on_connect_tick, w) < 0)
+        backend_failed(c, "timer", NULL);
+}
+
+/* ---- Accepting ---- */
+
+static struct pconn *conn_new(struct pworker *w)
+{
+    struct pconn *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    if (tlsflow_timer_new(w->loop, &c->idle) < 0) {
+        free(c);
+        return NULL;
+    }
+    c->w = w;
+    c->client.fd = c->backend.fd = c->connect_fd = -1;
+    c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    c->is_counted = 1;
+    atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats.active, 1, memory_order_relaxed);
+    return c;
+}
+
+void tf_proxy_accept(tlsflow *flow, const tlsflow_result *res, void *arg)
+{
+    struct pworker *w = arg;
+    struct pconn *c;
+
+    if (!flow || res->status != TLSFLOW_OK) {
+        atomic_fetch_add_explicit(&w->stats.failed, 1, memory_order_relaxed);
+        if (flow)
+            tlsflow_free(flow);
+        return;
+    }
+    if (atomic_load(&tf_proxy_stop) || !(c = conn_new(w))) {
+        tlsflow_free(flow);
+        return;
+    }
+    if (track_flow(c, flow) < 0) {
+        tlsflow_free(flow);
+        c->phase = C_ENDED;
+        conn_free(c);
+        return;
+    }
+    c->client.flow = flow;
+    start_connect(c);
+}
+
+void tf_proxy_accept_fd(struct pworker *w, int fd)
+{
+    struct pconn *c;
+
+    if (atomic_load(&tf_proxy_stop) || !(c = conn_new(w))) {
+        close(fd);
+        return;
+    }
+    c->client.fd = fd;
+    start_connect(c);
+}
+
+size_t tf_proxy_open_count(const struct pworker *w)
+{
+    size_t n = 0;
+
+    for (const struct pconn *c = w->conns; c; c = c->next)
+        n += c->phase != C_ENDED;
+    return n;
+}
+
+void tf_proxy_kill_all(struct pworker *w)
+{
+    for (struct pconn *c = w->conns, *next; c; c = next) {
+        next = c->next;           /* conn_end may free c */
+        if (c->phase != C_ENDED)
+            conn_end(c, 1);
+    }
+}
+
+/* After tlsflow_loop_free: the flows went with the loop, without releases. */
+void tf_proxy_release_all(struct pworker *w)
+{
+    while (w->conns) {
+        struct pconn *c = w->conns;
+        c->flows = 0;
+        c->phase = C_ENDED;
+        c->idle = NULL;           /* freed with the loop */
+        conn_free(c);
+    }
+}
