@@ -23,7 +23,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,7 +56,8 @@ static const char usage[] =
 "  --threads N               worker threads, one loop each (default 1)\n"
 "  --ticket-key FILE         session ticket key (64 bytes: openssl rand 64 > FILE);\n"
 "                            processes with the same file resume each other's\n"
-"                            tickets (reloaded on SIGHUP too)\n"
+"                            tickets (reloaded on SIGHUP too); without it one\n"
+"                            key made at start serves every reload\n"
 "  --ktls auto|require|off   kernel TLS (default auto)\n"
 "  --priority STR            GnuTLS priority string\n"
 "  --alpn LIST               comma-separated ALPN protocols\n"
@@ -236,6 +240,28 @@ static void reloads_sweep(struct reload **list, int force)
     }
 }
 
+/* A ticket key of this process's own: 64 random bytes in a memfd, read
+ * through /proc/self/fd (the config API takes a path).  -1 when it cannot be
+ * made: each config then makes its own, as the library does by default. */
+static int process_ticket_key(char *path, size_t size)
+{
+    uint8_t key[64];
+    int fd;
+
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+        return -1;
+    fd = memfd_create("tlsflow-ticket-key", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (write(fd, key, sizeof(key)) != (ssize_t)sizeof(key)) {
+        close(fd);
+        return -1;
+    }
+    explicit_bzero(key, sizeof(key));
+    snprintf(path, size, "/proc/self/fd/%d", fd);
+    return 0;   /* fd stays open for the process's life: reloads read it again */
+}
+
 static void log_loaded(const char *what, const struct tf_tls_opts *o)
 {
     fprintf(stderr, PROG ": %s certificate %s (key %s)", what, o->cert, o->key ? o->key : o->cert);
@@ -246,7 +272,7 @@ static void log_loaded(const char *what, const struct tf_tls_opts *o)
     for (size_t i = 0; i < o->nmore; i++)
         if (o->more_ocsp[i])
             fprintf(stderr, ", OCSP %s", o->more_ocsp[i]);
-    if (o->ticket_key)
+    if (o->ticket_key && strncmp(o->ticket_key, "/proc/self/fd/", 14) != 0)
         fprintf(stderr, ", ticket key %s", o->ticket_key);
     fputc('\n', stderr);
 }
@@ -375,6 +401,7 @@ int main(int argc, char **argv)
     unsigned long threads = 1, stats_interval = 5, v;
     int self_signed = 0, echo = 0, zerocopy = 0, nopad = 0, ret = 1, opt;
     char ss_dir[PATH_MAX] = "", ss_cert[PATH_MAX], ss_key[PATH_MAX];
+    char ticket_path[64];
     tlsflow_config *cfg = NULL;
     struct worker_slot *slots = NULL;
     struct reload *reloads = NULL;
@@ -487,6 +514,11 @@ int main(int argc, char **argv)
         tls.cert = ss_cert;
         tls.key = ss_key;
     }
+    /* Without --ticket-key each new config would make its own ticket key, and
+     * a reload would stop every ticket issued before it from resuming: one key
+     * is made here, in memory only, and every config of this process uses it. */
+    if (!tls.ticket_key && !tls.no_resumption && process_ticket_key(ticket_path, sizeof(ticket_path)) == 0)
+        tls.ticket_key = ticket_path;
     if (tf_tool_config(&cfg, TLSFLOW_SERVER, &tls) < 0)
         goto out;
     if (*ss_dir) {
