@@ -187,9 +187,12 @@ static void *worker_main(void *arg)
         set_ready(s, -1);
         return NULL;
     }
-    if ((ret = tlsflow_timer_new(w->loop, &w->grace)) < 0 ||
-        (ret = tlsflow_timer_new(w->loop, &w->connect_tick)) < 0) {
+    if ((ret = tlsflow_timer_new(w->loop, &w->grace)) < 0) {
         fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->index, strerror(-ret));
+        goto failed;
+    }
+    if ((ret = tf_connector_start(&w->connector, w->loop)) < 0) {
+        fprintf(stderr, PROG ": thread %d: connector thread: %s\n", s->index, strerror(-ret));
         goto failed;
     }
     if (s->cfg) {
@@ -235,6 +238,8 @@ static void *worker_main(void *arg)
         shutdown(w->plain_fd, SHUT_RDWR);   /* its accept returns */
         pthread_join(s->acceptor, NULL);
     }
+    tf_connector_stop(w->connector);   /* no connect's end is delivered from here on */
+    w->connector = NULL;
     if (w->listener)
         tlsflow_listener_close(w->listener);
     tf_proxy_kill_all(w);
@@ -249,6 +254,8 @@ static void *worker_main(void *arg)
     return NULL;
 
 failed:
+    tf_connector_stop(w->connector);
+    w->connector = NULL;
     if (w->plain_fd >= 0)
         close(w->plain_fd);
     tlsflow_loop_free(w->loop);

@@ -30,12 +30,30 @@ struct proxy_stats {
 
 struct pconn;
 
+/* proxy_connect.c: backend connects waited for on a thread of their own. */
+typedef void tf_connect_done(void *arg, int err);   /* on the loop's thread: 0 or an errno */
+struct tf_connect_req {
+    struct tf_connect_req *next;
+    int              fd;
+    long long        deadline_ms;   /* CLOCK_MONOTONIC */
+    int              err;
+    tf_connect_done *done;
+    void            *arg;
+};
+struct tf_connector;
+int  tf_connector_start(struct tf_connector **out, tlsflow_loop *loop);
+/* fd is connecting (EINPROGRESS) and stays open until done(arg, err) has run,
+ * which it does once, from a post, unless the connector is stopped first. */
+void tf_connector_add(struct tf_connector *k, struct tf_connect_req *r, int fd, unsigned timeout_ms,
+                      tf_connect_done *done, void *arg);
+/* Joins the thread; what is still waiting is never delivered. */
+void tf_connector_stop(struct tf_connector *k);
+
 struct pworker {
     const struct proxy_opts *opts;
     tlsflow_loop *loop;
     struct pconn *conns;          /* every connection not yet released */
-    struct pconn *connecting;     /* those whose backend connect is under way */
-    tlsflow_timer *connect_tick;  /* polls the connects while there are any */
+    struct tf_connector *connector;   /* backend connects under way */
     tlsflow_listener *listener;   /* TLS in */
     int           plain_fd;       /* TCP in: the listening socket, -1 none */
     tlsflow_timer *keepalive;     /* TCP in: keeps tlsflow_loop_run going (no listener of its own) */

@@ -13,24 +13,21 @@
  * directions ended.  Anything else (a reset, a truncation, a failed
  * handshake of the backend, the idle timeout) resets both legs.
  *
- * The backend connect never blocks the loop: a non-blocking connect(), and
- * a 1 ms tlsflow timer that polls (poll(2), timeout 0) every connect under
- * way, running only while there are some. */
+ * The backend connect never blocks the loop: a non-blocking connect(), whose
+ * end the worker's connector thread waits for and posts (proxy_connect.c);
+ * the connection holds itself (flows) until that end has come. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define CHUNK (1u << 20)
-#define CONNECT_TICK_MS 1
 
 atomic_int tf_proxy_stop;
 
@@ -67,24 +64,16 @@ enum conn_phase { C_CONNECTING, C_RUNNING, C_ENDED };
 struct pconn {
     struct pworker *w;
     struct pconn   *prev, *next;    /* w->conns */
-    struct pconn   *cnext;          /* w->connecting */
     enum conn_phase phase;
     struct leg      client, backend;
     struct dir      up, down;
     int             connect_fd;     /* the backend socket while connecting */
-    double          connect_deadline;
+    struct tf_connect_req creq;     /* the connect, while the connector has it */
     int             flows;          /* flows not yet released */
     int             ktls_tx, ktls_rx;
     tlsflow_timer  *idle;
     int             is_counted;     /* in stats.active */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- Lifetime ---- */
 
@@ -158,23 +147,14 @@ static void on_released(void *arg)
         conn_free(c);
 }
 
-static void unlink_connecting(struct pconn *c)
-{
-    for (struct pconn **p = &c->w->connecting; *p; p = &(*p)->cnext)
-        if (*p == c) {
-            *p = c->cnext;
-            break;
-        }
-}
-
 /* Ends the connection: reset (both legs told nothing good), or after both
  * directions ended cleanly. */
 static void conn_end(struct pconn *c, int reset)
 {
     if (c->phase == C_ENDED)
         return;
-    if (c->phase == C_CONNECTING)
-        unlink_connecting(c);
+    if (c->phase == C_CONNECTING && c->connect_fd >= 0)
+        shutdown(c->connect_fd, SHUT_RDWR);   /* the connector hands its end over now */
     c->phase = C_ENDED;
     uncount(c);
     tlsflow_timer_stop(c->idle);
@@ -494,49 +474,24 @@ static void backend_connected(struct pconn *c)
     c->flows++;            /* on_backend_open comes, flow or not: held until then */
 }
 
-/* Polls every connect under way; stops itself when none is left. */
-static void on_connect_tick(tlsflow_timer *t, void *arg)
+/* The connector's word on the backend connect (its hold ends here). */
+static void on_connect_done(void *arg, int err)
 {
-    struct pworker *w = arg;
-    struct pollfd pfd[256];
-    struct pconn *batch[256];
-    size_t n = 0;
-    double now = now_s();
+    struct pconn *c = arg;
 
-    (void)t;
-    for (struct pconn *c = w->connecting; c && n < 256; c = c->cnext) {
-        pfd[n].fd = c->connect_fd;
-        pfd[n].events = POLLOUT;
-        pfd[n].revents = 0;
-        batch[n++] = c;
-    }
-    if (n && poll(pfd, n, 0) < 0)
+    c->flows--;
+    if (c->phase == C_ENDED) {
+        if (c->flows == 0)
+            conn_free(c);
         return;
-    for (size_t i = 0; i < n; i++) {
-        struct pconn *c = batch[i];
-        int err = 0;
-        socklen_t len = sizeof(err);
-
-        if (!pfd[i].revents) {
-            if (now > c->connect_deadline) {
-                unlink_connecting(c);
-                backend_failed(c, "backend connect timed out", NULL);
-            }
-            continue;
-        }
-        unlink_connecting(c);
-        if (getsockopt(c->connect_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-            err = errno;
-        if (err) {
-            if (getenv("TLSFLOW_PROXY_DEBUG"))
-                fprintf(stderr, "tlsflow-proxy: backend connect: %s\n", strerror(err));
-            backend_failed(c, "backend connect", NULL);
-            continue;
-        }
-        backend_connected(c);
     }
-    if (!w->connecting)
-        tlsflow_timer_stop(w->connect_tick);
+    if (err) {
+        if (getenv("TLSFLOW_PROXY_DEBUG"))
+            fprintf(stderr, "tlsflow-proxy: backend connect: %s\n", strerror(err));
+        backend_failed(c, err == ETIMEDOUT ? "backend connect timed out" : "backend connect", NULL);
+        return;
+    }
+    backend_connected(c);
 }
 
 static void start_connect(struct pconn *c)
@@ -559,11 +514,8 @@ static void start_connect(struct pconn *c)
         backend_failed(c, "backend connect", NULL);
         return;
     }
-    c->connect_deadline = now_s() + (double)o->connect_ms / 1000.0;
-    c->cnext = w->connecting;
-    w->connecting = c;
-    if (tlsflow_timer_start(w->connect_tick, CONNECT_TICK_MS, CONNECT_TICK_MS, on_connect_tick, w) < 0)
-        backend_failed(c, "timer", NULL);
+    c->flows++;            /* on_connect_done comes: held until then */
+    tf_connector_add(w->connector, &c->creq, fd, o->connect_ms, on_connect_done, c);
 }
 
 /* ---- Accepting ---- */
