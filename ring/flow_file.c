@@ -47,22 +47,17 @@ static bool read_file(tlsflow *f, tf_write *w)
     return true;
 }
 
-int tf_flow_user_file(tlsflow *f, tf_write *w)
+/* What fbuf holds, encrypted as records (into the cork while one is held):
+ * false when the flow failed. */
+bool tf_flow_encrypt_fbuf(tlsflow *f, tf_write *w)
 {
-    if (w->is_stream)
-        return tf_flow_user_stream(f, w);
-    if (!f->fbuf.len) {
-        if (!read_file(f, w))
-            return -1;
-        return 0;
-    }
     for (size_t off = 0, len = f->fbuf.len; off < len;) {
         size_t n = len - off < RECORD_MAX ? len - off : RECORD_MAX;
         ssize_t ret = tf_hs_send(&f->hs, tf_buf_head(&f->fbuf) + off, n);
 
         if (ret < 0) {
             tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
-            return -1;
+            return false;
         }
         if (f->tx_corked)
             f->loop->plain_copied += (uint64_t)ret;   /* into the cork */
@@ -72,6 +67,20 @@ int tf_flow_user_file(tlsflow *f, tf_write *w)
         w->cur_off += (size_t)ret;
     }
     f->fbuf.len = 0;
+    return true;
+}
+
+int tf_flow_user_file(tlsflow *f, tf_write *w)
+{
+    if (w->is_stream)
+        return tf_flow_user_stream(f, w);
+    if (!f->fbuf.len) {
+        if (!read_file(f, w))
+            return -1;
+        return 0;
+    }
+    if (!tf_flow_encrypt_fbuf(f, w))
+        return -1;
     /* Read ahead while this batch goes out, unless the peer is slow to take
      * it: then the buffer goes back to the pool until the socket drains. */
     if (w->cur_off == w->total || f->tx_congested)

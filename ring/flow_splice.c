@@ -31,7 +31,6 @@
 
 #include "ring/ring.h"
 
-#define RECORD_MAX (16 * 1024)
 #define PIPE_CHUNK (1024 * 1024)
 
 static const tlsflow_error no_error = { 0, 0 };
@@ -142,19 +141,8 @@ int tf_flow_user_stream(tlsflow *f, tf_write *w)
         }
         return read_stream(f, w) ? 0 : -1;
     }
-    for (size_t off = 0, len = f->fbuf.len; off < len;) {
-        size_t n = len - off < RECORD_MAX ? len - off : RECORD_MAX;
-        ssize_t ret = tf_hs_send(&f->hs, tf_buf_head(&f->fbuf) + off, n);
-
-        if (ret < 0) {
-            tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));
-            return -1;
-        }
-        tf_hs_sent_uncorked(&f->hs);
-        off += (size_t)ret;
-        w->cur_off += (size_t)ret;
-    }
-    f->fbuf.len = 0;
+    if (!tf_flow_encrypt_fbuf(f, w))
+        return -1;
     /* Read ahead while this batch goes out, unless the peer is slow. */
     if (!tf_write_is_open_stream(w) || f->tx_congested)
         tf_pool_release(&f->loop->file_pool, &f->fbuf);

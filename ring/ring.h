@@ -90,7 +90,7 @@ struct tlsflow_loop {
      * it is bound to `owner` when single issuer or a registered fd says so. */
     bool     ring_live;           /* enabled, bound (tf_ring_bind) */
     bool     ring_disabled;       /* created IORING_SETUP_R_DISABLED, not enabled yet */
-    int      ring_regfd_want;     /* 1 asked for (TLSFLOW_RING_FLAGS), 0 not */
+    bool     ring_regfd_want;     /* asked for (TLSFLOW_RING_FLAGS) */
     bool     ring_regfd;          /* the ring's descriptor is registered */
     bool     ring_bound;          /* only `owner` may enter */
     pthread_t owner;              /* the thread that first ran the loop */
@@ -473,6 +473,7 @@ bool tf_flow_ktx_alert(tlsflow *f);       /* sends f->alert; false while not pos
  * for the file, -1 the flow failed.  While f->tx_corked, the file's bytes
  * join the corked record (the caller checked that they fit). */
 int  tf_flow_user_file(tlsflow *f, tf_write *w);
+bool tf_flow_encrypt_fbuf(tlsflow *f, tf_write *w);   /* fbuf's bytes as records: false, failed */
 void tf_flow_splice_file(tlsflow *f, tf_write *w);
 
 /* flow_splice.c: splice_from (a stream write) and splice_to (the read slot) */

@@ -62,9 +62,9 @@ static const struct ring_set sets[] = {
 };
 #define NSETS (sizeof(sets) / sizeof(sets[0]))
 
-/* TLSFLOW_RING_FLAGS: *set (index) and *regfd (1 asked for, 0 not);
+/* TLSFLOW_RING_FLAGS: *set (index) and *regfd (asked for or not);
  * -EINVAL for what it does not say. */
-static int parse_forced(const char *s, int *set, int *regfd)
+static int parse_forced(const char *s, int *set, bool *regfd)
 {
     char buf[64], *tok, *save = NULL;
 
@@ -72,7 +72,7 @@ static int parse_forced(const char *s, int *set, int *regfd)
         return -EINVAL;
     strcpy(buf, s);
     *set = -1;
-    *regfd = 0;
+    *regfd = false;
     for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         bool known = false;
         for (unsigned i = 0; i < NSETS; i++)
@@ -99,7 +99,8 @@ static void describe(tlsflow_loop *loop, bool regfd)
 int tf_ring_setup(tlsflow_loop *loop, unsigned depth)
 {
     const char *force = getenv("TLSFLOW_RING_FLAGS");
-    int first = PROBED, last = (int)NSETS - 1, regfd = 0, ret = -EINVAL;
+    int first = PROBED, last = (int)NSETS - 1, ret = -EINVAL;
+    bool regfd = false;
     struct io_uring_params p;
 
     if (force && *force) {
@@ -125,7 +126,7 @@ int tf_ring_setup(tlsflow_loop *loop, unsigned depth)
         return ret;
     loop->ring_disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
     loop->ring_regfd_want = regfd;
-    describe(loop, regfd != 0);
+    describe(loop, regfd);
     return 0;
 }
 
@@ -145,10 +146,10 @@ int tf_ring_bind(tlsflow_loop *loop)
             return -errno;
         loop->ring_disabled = false;
     }
-    if (loop->ring_regfd_want != 0) {
+    if (loop->ring_regfd_want) {
         ret = io_uring_register_ring_fd(&loop->ring);
         loop->ring_regfd = ret == 1;
-        if (loop->ring_regfd_want == 1 && !loop->ring_regfd)
+        if (!loop->ring_regfd)
             return ret < 0 ? ret : -EOPNOTSUPP;   /* forced, and refused */
     }
     describe(loop, loop->ring_regfd);
