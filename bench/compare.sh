@@ -12,8 +12,10 @@
 #     16 connections, "Connection: close");
 #   - full TLS 1.3 handshakes per second (tlsflow-bench handshake, ECDSA P-256);
 #   - RSS per idle connection with N idle TLS 1.3 flows (default 10,000);
-#   - tlsflow-serve's own io_uring submission / plaintext copy counters, where
-#     the library exposes them.
+#   - tlsflow-serve's own io_uring submission / plaintext copy counters, and
+#     per io_uring set-up (TLSFLOW_RING_FLAGS plain, coop, defer,regfd) its
+#     submissions and io_uring_enter calls per MiB (1 MiB, c=16) and per
+#     request (1 byte, c=100).
 # Prints every figure, the ratios tlsflow/nginx and how far each target is
 # missed, and (full mode) writes BENCHMARKS.md at the repository root from
 # that output, with the exact command line.
@@ -360,6 +362,52 @@ run_server() {  # run_server tlsflow|nginx
     fi
 }
 
+# io_uring set-ups (issue 11): tlsflow-serve under each ring set
+# TLSFLOW_RING_FLAGS forces, a fresh server per load so that its exit line
+# counts that load alone: submissions and io_uring_enter calls per MiB of
+# 1 MiB responses (c=16), per request of 1-byte responses (c=100).
+ring_sets() {
+    local set run out bytes n line subs enters rps cpu0 cpu1 cpugb
+    for set in plain coop defer,regfd; do
+        for run in $(seq "$RUNS"); do
+            TLSFLOW_RING_FLAGS=$set start_tlsflow
+            cpu0=$(cpu_ticks "$SPID")
+            out=$(wrk -t2 -c16 -d${DURATION}s "https://127.0.0.1:$PORT/1m.bin" 2>&1)
+            cpu1=$(cpu_ticks "$SPID")
+            bytes=$(to_bytes "$(echo "$out" | sed -n 's/.* requests in .*, \([0-9.]*[KMGT]*B\) read.*/\1/p')")
+            cpugb=$(awk -v t=$((cpu1 - cpu0)) -v k="$TICK" -v b="$bytes" 'BEGIN {if (b > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}')
+            stop_server
+            line=$(grep -m1 'io_uring submissions' "$TMP/serve.err" || true)
+            subs=$(echo "$line" | sed -n 's/.*submissions [0-9]* (\([0-9.]*\) per MiB out).*/\1/p')
+            enters=$(echo "$line" | sed -n 's/.*io_uring_enter [0-9]* (\([0-9.]*\) per MiB).*/\1/p')
+            echo "$out" | grep -q 'Non-2xx' && subs=nan enters=nan
+            say "ring $set wrk 1m.bin c=16 run $run: $(awk -v b="$bytes" -v d="$DURATION" 'BEGIN {printf "%.1f", b / 1e6 / d}') MB/s, server cpu $cpugb s/GB, submissions ${subs:-nan}/MiB, io_uring_enter ${enters:-nan}/MiB ($(sed -n 's/^tlsflow-serve: io_uring set-up: //p' "$TMP/serve.err" | head -n 1))"
+            add "ring $set" "1m subs/MiB" "${subs:-nan}"
+            add "ring $set" "1m enters/MiB" "${enters:-nan}"
+            add "ring $set" "1m cpu" "$cpugb"
+
+            TLSFLOW_RING_FLAGS=$set start_tlsflow
+            out=$(wrk -t2 -c100 -d${DURATION}s "https://127.0.0.1:$PORT/1b.bin" 2>&1)
+            stop_server
+            rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+            n=$(echo "$out" | sed -n 's/^ *\([0-9]*\) requests in .*/\1/p')
+            line=$(grep -m1 'io_uring submissions' "$TMP/serve.err" || true)
+            subs=$(echo "$line" | sed -n 's/.*submissions \([0-9]*\) .*/\1/p')
+            enters=$(echo "$line" | sed -n 's/.*io_uring_enter \([0-9]*\) .*/\1/p')
+            if [ "${n:-0}" -gt 0 ] && [ -n "$subs" ] && ! echo "$out" | grep -q 'Non-2xx'; then
+                subs=$(awk -v a="$subs" -v n="$n" 'BEGIN {printf "%.2f", a / n}')
+                enters=$(awk -v a="$enters" -v n="$n" 'BEGIN {printf "%.2f", a / n}')
+            else
+                rps=nan subs=nan enters=nan
+            fi
+            say "ring $set wrk 1b.bin keep-alive c=100 run $run: ${rps:-nan} req/s, submissions $subs/request, io_uring_enter $enters/request"
+            add "ring $set" "1b req/s" "${rps:-nan}"
+            add "ring $set" "1b subs/req" "$subs"
+            add "ring $set" "1b enters/req" "$enters"
+        done
+    done
+}
+
 # --profile: tlsflow-serve serving 1m.bin to 16 wrk connections
 profile_tlsflow() {
     local d=$(( DURATION > 5 ? DURATION : 5 ))
@@ -405,6 +453,7 @@ say "settings: $RUNS run(s) x ${DURATION}s per figure, one server thread, TLS 1.
 say ""
 
 [ "$ONLY" = nginx ] || run_server tlsflow
+[ "$ONLY" = nginx ] || ring_sets
 [ "$ONLY" = tlsflow ] || run_server nginx
 
 say ""
@@ -431,6 +480,22 @@ say "(Connection: close; wrk's OpenSSL client may resume sessions, as browsers d
 say "MB/s are 10^6 bytes of response body per second as the client counted them;"
 say "server CPU s/GB is the server process's utime+stime over the run per 10^9 bytes."
 
+if [ "$ONLY" != nginx ]; then
+    say ""
+    say "## io_uring set-ups (tlsflow-serve, TLSFLOW_RING_FLAGS)"
+    say ""
+    say "| set | 1m c=16 submissions/MiB | io_uring_enter/MiB | CPU s/GB | 1b c=100 req/s | submissions/request | io_uring_enter/request |"
+    say "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for set in plain coop defer,regfd; do
+        k="ring $set"
+        say "| $set | $(med "$k" "1m subs/MiB") | $(med "$k" "1m enters/MiB") | $(med "$k" "1m cpu") | $(med "$k" "1b req/s") | $(med "$k" "1b subs/req") | $(med "$k" "1b enters/req") |"
+    done
+    say ""
+    say "plain: CQSIZE only (the loop before issue 11); coop: COOP_TASKRUN|TASKRUN_FLAG (the"
+    say "default where the kernel has it); defer,regfd: SINGLE_ISSUER|DEFER_TASKRUN and a"
+    say "registered ring fd (opt-in: ties the ring to one thread).  A fresh server per load."
+fi
+
 # ---- targets: serving >= 1.0x nginx at c=1 and c=16 with no more CPU s/GB,
 # handshakes/s >= 1.0x nginx, idle RSS per flow below nginx's
 if [ -z "$ONLY" ]; then
@@ -454,6 +519,17 @@ if [ -z "$ONLY" ]; then
                 if [ -n "$m" ]; then say "- MISSED $name: $m"; missed=$((missed + 1))
                 else say "- met $name: throughput ${r}x, CPU ${q}x"; fi
             done
+        done
+    done
+    # issue 11: the server's CPU s/GB at c=16 <= 0.7x nginx's
+    for cl in wrk bench; do
+        for f in 1m.bin 100m.bin; do
+            q=$(ratio "$(med tlsflow "$cl $f c=16 cpu")" "$(med nginx "$cl $f c=16 cpu")")
+            name="${cl/bench/tlsflow-bench} $f c=16 CPU s/GB"
+            if [ "$q" = - ]; then say "- $name: no figure"; missed=$((missed + 1))
+            elif awk -v q="$q" 'BEGIN {exit !(q > 0.7)}'; then
+                say "- MISSED $name: ${q}x nginx's (target 0.7x)"; missed=$((missed + 1))
+            else say "- met $name: ${q}x nginx's (target 0.7x)"; fi
         done
     done
     # small responses: keep-alive requests/s >= 1.2x nginx's, new connections/s >= 1.0x

@@ -100,7 +100,9 @@ typedef struct {
     unsigned long long submissions;       /* SQEs handed to the kernel */
     unsigned long long enters;            /* io_uring_enter calls */
     unsigned long long plaintext_copied;  /* plaintext bytes tlsflow copied in userspace: file reads,
-                                             small writes coalesced, kernel-decrypted bytes held for a read */
+                                             small writes coalesced, kernel-decrypted bytes held
+                                             while no read was pending (a pending read gets them
+                                             in the receive buffer the kernel filled) */
     unsigned long long ciphertext_copied; /* received bytes copied out of the shared buffer ring */
 } tlsflow_loop_stats;
 int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out);   /* 0, -EINVAL */

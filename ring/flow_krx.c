@@ -64,14 +64,24 @@ static void control_record(tlsflow *f, int type, const uint8_t *body, size_t len
     }
 }
 
-void tf_flow_krx_segment(tlsflow *f, const uint8_t *p, size_t len, int type, bool in_place)
+/* A segment can go to the pending read as it lies in the ring's buffer when
+ * nothing received earlier waits before it: the read sees it until its
+ * callback returns, and the buffer goes back to the ring after. */
+static bool lend_to_read(const tlsflow *f)
+{
+    return f->read_cb && f->in.len == 0 && !f->err.code && !f->freed && !tf_flow_splicing_rx(f);
+}
+
+void tf_flow_krx_segment(tlsflow *f, const uint8_t *p, size_t len, int type, tf_seg_where where)
 {
     if (f->rx_end != RX_LIVE)
         return;                   /* after the end (an error, close_notify) nothing more is taken */
     if (type == TF_REC_DATA) {
         f->hs.key_updates = 0;
-        if (in_place) {
+        if (where == SEG_IN_PLACE) {
             f->in.len += len;
+        } else if (where == SEG_RING && lend_to_read(f)) {
+            tf_flow_complete_read(f, TLSFLOW_OK, p, len, no_error);
         } else {
             tf_flow_take_in(f, p, len);
             f->loop->plain_copied += len;

@@ -159,7 +159,8 @@ static void recv_done(tlsflow *f, int res, unsigned flags)
             p = tf_buf_tail(&f->in);
         tf_mark_defined(p, (size_t)res);
         if (kernel) {
-            tf_flow_krx_segment(f, p, (size_t)res, kernel_record_type(f), in_place);
+            tf_flow_krx_segment(f, p, (size_t)res, kernel_record_type(f),
+                                in_place ? SEG_IN_PLACE : SEG_RING);
         } else if (in_place) {
             f->in.len += (size_t)res;
         } else {
@@ -167,7 +168,7 @@ static void recv_done(tlsflow *f, int res, unsigned flags)
             f->loop->cipher_copied += (uint64_t)res;
         }
     } else if (res == 0 && kernel && kernel_record_type(f) != TF_REC_DATA) {
-        tf_flow_krx_segment(f, NULL, 0, kernel_record_type(f), false);   /* an empty control record */
+        tf_flow_krx_segment(f, NULL, 0, kernel_record_type(f), SEG_COPY);   /* an empty control record */
     } else if (res == 0) {
         f->rx_eof = true;
     } else if (kernel) {

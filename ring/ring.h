@@ -449,9 +449,11 @@ void tf_flow_recv_error(tlsflow *f, int res);   /* transient ones ignored, else 
 void tf_flow_owed_by_gnutls(tlsflow *f);
 
 /* flow_krx.c: the kernel's receive side */
-/* A piece of one record the kernel decrypted, of the given type; in_place:
- * it was received at the tail of `in`. */
-void tf_flow_krx_segment(tlsflow *f, const uint8_t *p, size_t len, int type, bool in_place);
+/* A piece of one record the kernel decrypted, of the given type, and where
+ * it lies: received at the tail of `in`, in a buffer of the shared ring (which
+ * goes back to the ring after this returns), or elsewhere (copied if kept). */
+typedef enum { SEG_IN_PLACE, SEG_RING, SEG_COPY } tf_seg_where;
+void tf_flow_krx_segment(tlsflow *f, const uint8_t *p, size_t len, int type, tf_seg_where where);
 void tf_flow_krx_error(tlsflow *f, int res);
 void tf_flow_krx_progress(tlsflow *f);
 

@@ -236,6 +236,7 @@ static void roundtrip(tf_echo_run *r, const tlsflow_config *scfg, const tlsflow_
     r->srv_eof = c->eof;
     tf_echo_close(&e);
     assert_int_equal(tlsflow_loop_run(loop), 0);
+    assert_int_equal(tlsflow_loop_get_stats(loop, &r->stats), 0);
     tlsflow_loop_free(loop);
     r->ok = true;
 }

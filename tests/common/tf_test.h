@@ -354,6 +354,7 @@ typedef struct {
     tlsflow_errcode open_error;
     size_t          writes;           /* the client's, completed */
     bool            srv_eof;          /* the server read the client's close_notify */
+    tlsflow_loop_stats stats;         /* the loop's (both ends), at the end */
     bool            ok;               /* all of it went well */
 } tf_echo_run;
 void tf_echo_roundtrip(tf_echo_run *r);
