@@ -5,6 +5,7 @@
 #ifndef TF_HANDSHAKE_H
 #define TF_HANDSHAKE_H
 
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -90,6 +91,20 @@ bool tf_hs_cpu_has_aes(void);
 bool tf_hs_kernel_chacha(const tlsflow_config *cfg);
 
 /* One TLS session in the making or made. */
+/* seal.c: bulk application data sealed by us with GnuTLS's write key.
+ * UNTRIED until GnuTLS itself sent a full record (the peer takes 16 KiB
+ * records), then READY (a cipher we seal) or NEVER. */
+#define TF_SEAL_RECORD 16384
+typedef enum { SEAL_UNTRIED, SEAL_READY, SEAL_NEVER } tf_seal_state;
+typedef struct {
+    tf_seal_state            state;
+    gnutls_cipher_algorithm_t cipher;
+    bool                     tls13;
+    gnutls_aead_cipher_hd_t  aead;      /* for key[]; made again when GnuTLS's key changes */
+    uint8_t                  key[32], iv[12];
+    size_t                   key_len, iv_len;
+} tf_seal;
+
 typedef struct tf_session {
     gnutls_session_t s;
     const tlsflow_config *cfg;
@@ -114,6 +129,7 @@ typedef struct tf_session {
     bool             kernel_rx;      /* the kernel holds the receive key */
     bool             no_renegotiation; /* a HelloRequest read: the warning is owed (kernel TX) */
     char             alpn[256];      /* the agreed protocol: ALPN names are 1..255 bytes (RFC 7301) */
+    tf_seal          seal;           /* userspace bulk sends (seal.c) */
 } tf_session;
 
 /* session.c */
@@ -137,6 +153,19 @@ int     tf_hs_bye(tf_session *hs);
  * gnutls_record_cork overwrites it): send this piece uncorked. */
 bool    tf_hs_cork(tf_session *hs);
 void    tf_hs_sent_uncorked(tf_session *hs);
+/* seal.c: len bytes sealed as application-data records into `out` after
+ * what is there, GnuTLS's write sequence moved past them: the bytes taken
+ * (all of them, or fewer only when memory ran short), 0 when GnuTLS must send
+ * them (not learnt yet that the peer takes full records, a cipher not sealed
+ * here, a KeyUpdate due, data corked), or a GnuTLS error (nothing added). */
+ssize_t tf_hs_seal(tf_session *hs, const void *buf, size_t len);
+/* After GnuTLS sent `sent` of the `asked` bytes in one record. */
+void    tf_hs_seal_note_sent(tf_session *hs, size_t asked, ssize_t sent);
+/* Bulk data: sealed where it can be (all of len), else one record of it
+ * through GnuTLS (into its cork when corked): the bytes taken, or a GnuTLS
+ * error. */
+ssize_t tf_hs_send_bulk(tf_session *hs, const void *buf, size_t len, bool corked);
+void    tf_hs_seal_deinit(tf_session *hs);
 /* Fatal alerts: the description GnuTLS names for its error (-1: none fits,
  * or none is to be sent), and sending one through GnuTLS's records. */
 int     tf_hs_alert_for(int gnutls_err);

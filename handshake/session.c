@@ -299,6 +299,7 @@ fail:
 
 void tf_hs_session_deinit(tf_session *hs)
 {
+    tf_hs_seal_deinit(hs);
     if (hs->s)
         gnutls_deinit(hs->s);
     free(hs->server_name);

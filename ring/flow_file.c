@@ -9,7 +9,6 @@
 
 #include "ring/ring.h"
 
-#define RECORD_MAX (16 * 1024)
 #define PIPE_CHUNK (1024 * 1024)
 
 static void file_done(tlsflow *f, int res, unsigned flags)
@@ -48,12 +47,14 @@ static bool read_file(tlsflow *f, tf_write *w)
 }
 
 /* What fbuf holds, encrypted as records (into the cork while one is held):
- * false when the flow failed. */
+ * false when the flow failed.  Past the cork, records are sealed straight
+ * into the send buffer (handshake/seal.c) once GnuTLS showed the peer takes
+ * full ones; GnuTLS sends the rest (and any KeyUpdate it owes). */
 bool tf_flow_encrypt_fbuf(tlsflow *f, tf_write *w)
 {
     for (size_t off = 0, len = f->fbuf.len; off < len;) {
-        size_t n = len - off < RECORD_MAX ? len - off : RECORD_MAX;
-        ssize_t ret = tf_hs_send(&f->hs, tf_buf_head(&f->fbuf) + off, n);
+        ssize_t ret = tf_hs_send_bulk(&f->hs, tf_buf_head(&f->fbuf) + off, len - off,
+                                      f->tx_corked != 0);
 
         if (ret < 0) {
             tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));

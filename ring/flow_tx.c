@@ -81,7 +81,8 @@ static bool uncork(tlsflow *f)
 
 static bool send_piece(tlsflow *f, tf_write *w, size_t n, bool corking)
 {
-    ssize_t ret = tf_hs_send(&f->hs, (const char *)w->iov[w->cur].iov_base + w->cur_off, n);
+    ssize_t ret = tf_hs_send_bulk(&f->hs, (const char *)w->iov[w->cur].iov_base + w->cur_off, n,
+                                  corking);
 
     if (ret < 0) {
         tf_flow_fail(f, tf_hs_error(&f->hs, (int)ret));

@@ -18,6 +18,7 @@
 #include <gnutls/x509.h>
 #include <tlsflow.h>
 #include "handshake/handshake.h"
+#include "tf_hs_pair.h"
 #include "tf_test.h"
 
 static void test_defaults(void **state)
@@ -431,59 +432,15 @@ static void expect_wiped(size_t i, const char *what)
         fail_msg("%s: the session data was freed without being wiped", what);
 }
 
-/* One end of an in-memory handshake. */
-struct end {
-    tf_session hs;
-    tf_buf     in, out;
-    bool       eof, done;
-};
-
-static void pump(struct end *from, struct end *to)
-{
-    size_t n = from->out.len;
-
-    if (!n)
-        return;
-    assert_int_equal(tf_buf_reserve(&to->in, n), 0);
-    memcpy(tf_buf_tail(&to->in), tf_buf_head(&from->out), n);
-    to->in.len += n;
-    tf_buf_consume(&from->out, n);
-}
-
-static void step(struct end *e)
-{
-    int ret;
-
-    if (e->done)
-        return;
-    ret = tf_hs_handshake(&e->hs);
-    if (ret == 0)
-        e->done = true;
-    else if (ret != GNUTLS_E_AGAIN)
-        fail_msg("handshake: %s", gnutls_strerror(ret));
-}
-
 /* A TLS 1.2 handshake between a client and a server session over buffers:
  * the client stores its ticket in ccfg's cache under key. */
 static void handshake_in_memory(tlsflow_config *ccfg, tlsflow_config *scfg, const char *key)
 {
-    struct end c = { 0 }, s = { 0 };
+    tf_hs_end c, s;
 
-    assert_int_equal(tf_hs_session_init(&c.hs, ccfg, "localhost", key, &c.in, &c.out, &c.eof), 0);
-    assert_int_equal(tf_hs_session_init(&s.hs, scfg, NULL, NULL, &s.in, &s.out, &s.eof), 0);
-    for (int i = 0; i < 20 && !(c.done && s.done); i++) {
-        step(&c);
-        pump(&c, &s);
-        step(&s);
-        pump(&s, &c);
-    }
-    assert_true(c.done && s.done);
-    tf_hs_session_deinit(&c.hs);
-    tf_hs_session_deinit(&s.hs);
-    tf_buf_free(&c.in);
-    tf_buf_free(&c.out);
-    tf_buf_free(&s.in);
-    tf_buf_free(&s.out);
+    tf_hs_pair_init(&c, &s, ccfg, scfg, key);
+    tf_hs_pair_handshake(&c, &s);
+    tf_hs_pair_free(&c, &s);
 }
 
 static struct tf_ticket *cached(tlsflow_config *c, const char *key)
