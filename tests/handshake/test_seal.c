@@ -174,7 +174,7 @@ TF_TEST(smaller_records_never_sealed, 30)
 
 int main(void)
 {
-    struct CMUnitTest tests[2 * NSUITES];
+    static struct CMUnitTest tests[2 * NSUITES];   /* static: the names stay reachable */
 
     for (size_t i = 0; i < NSUITES; i++) {
         tests[2 * i] = (struct CMUnitTest)TF_CASE_WITH(
