@@ -150,7 +150,7 @@ static void fop_done(tf_op *op, int res, unsigned flags)
     if (completion_matters(f, fo))
         fo->fn(f, res, flags);
     else if (flags & IORING_CQE_F_BUFFER)
-        tf_ring_buf_recycle(f->loop, flags >> IORING_CQE_BUFFER_SHIFT);
+        tf_ring_recycle_cqe(f->loop, flags, res);
     tf_flow_schedule(f);
     if (!(flags & IORING_CQE_F_MORE))
         tf_flow_release(f);   /* the operation's reference */

@@ -68,7 +68,7 @@ void tf_flow_rx_account(tlsflow *f)
 
 /* Bytes the flow may take in now; 0: it waits (its budget is spent, or the
  * loop is at its limit and this flow is among those holding). */
-static size_t allowance(tlsflow *f)
+static size_t allowance(tlsflow *f, size_t most)
 {
     tlsflow_loop *loop = f->loop;
     size_t budget = f->cfg->receive_budget, want;
@@ -77,8 +77,8 @@ static size_t allowance(tlsflow *f)
     if (f->rx_held >= budget)
         return 0;
     want = budget - f->rx_held;
-    if (want > TF_BR_SIZE)
-        want = TF_BR_SIZE;
+    if (want > most)
+        want = most;
     /* Flows that hold nothing go on (they cannot progress otherwise); those
      * that hold bytes wait for their application to read them. */
     if (loop->mem_limit && f->rx_held && loop->rx_held + want > loop->mem_limit) {
@@ -141,32 +141,42 @@ static int kernel_record_type(tlsflow *f)
     return tf_ktls_record_type_buf(k->krx_cmsg.b, clen);
 }
 
+/* Ciphertext a (bundled) receive left in the shared ring's buffers, copied
+ * into `in` for GnuTLS: each buffer full but the last. */
+static void take_bundle(tlsflow *f, unsigned flags, size_t res)
+{
+    for (unsigned i = 0; res && !f->err.code; i++) {
+        size_t n = res < TF_BR_SIZE ? res : TF_BR_SIZE;
+        const uint8_t *p = tf_ring_cqe_buf(f->loop, flags, i);
+
+        tf_mark_defined(p, n);
+        tf_flow_take_in(f, p, n);
+        res -= n;
+    }
+}
+
 static void recv_done(tlsflow *f, int res, unsigned flags)
 {
     bool kernel = f->rx_path == PATH_KERNEL;
     const uint8_t *p = NULL;
-    unsigned bid = 0;
 
     tf_trace(f, "recv%s: %d", kernel ? " (kernel)" : "", res);
-    if (flags & IORING_CQE_F_BUFFER) {
-        bid = flags >> IORING_CQE_BUFFER_SHIFT;
-        p = tf_ring_buf(f->loop, bid);
-    }
-    if (res > 0) {
+    if (flags & IORING_CQE_F_BUFFER)
+        p = tf_ring_cqe_buf(f->loop, flags, 0);
+    if (res > 0 && p && !kernel) {
+        take_bundle(f, flags, (size_t)res);
+        f->loop->cipher_copied += (uint64_t)res;
+    } else if (res > 0) {
         bool in_place = !p;           /* received straight into `in` */
 
         if (in_place)
             p = tf_buf_tail(&f->in);
         tf_mark_defined(p, (size_t)res);
-        if (kernel) {
+        if (kernel)
             tf_flow_krx_segment(f, p, (size_t)res, kernel_record_type(f),
                                 in_place ? SEG_IN_PLACE : SEG_RING);
-        } else if (in_place) {
+        else
             f->in.len += (size_t)res;
-        } else {
-            tf_flow_take_in(f, p, (size_t)res);
-            f->loop->cipher_copied += (uint64_t)res;
-        }
     } else if (res == 0 && kernel && kernel_record_type(f) != TF_REC_DATA) {
         tf_flow_krx_segment(f, NULL, 0, kernel_record_type(f), SEG_COPY);   /* an empty control record */
     } else if (res == 0) {
@@ -177,21 +187,24 @@ static void recv_done(tlsflow *f, int res, unsigned flags)
         tf_flow_recv_error(f, res);
     }
     if (flags & IORING_CQE_F_BUFFER)
-        tf_ring_buf_recycle(f->loop, bid);
+        tf_ring_recycle_cqe(f->loop, flags, res);
     tf_flow_rx_account(f);
 }
 
 void tf_flow_post_recv(tlsflow *f, size_t max)
 {
     struct io_uring_sqe *sqe;
-    bool ring = tf_ring_bufring(f->loop);
+    bool ring = tf_ring_bufring(f->loop), bundle;
     void *dst = NULL;
     size_t want;
 
     if (f->recv_op.op.busy || f->starve_task.queued || f->rx_eof || f->rx_errno ||
         f->rx_end != RX_LIVE || f->freed || f->err.code)
         return;
-    want = allowance(f);
+    /* A userspace receive may fill several ring buffers at once (a bundle);
+     * the kernel's recvmsg, which says one record's type, fills one. */
+    bundle = ring && f->loop->br_bundle && f->rx_path != PATH_KERNEL;
+    want = allowance(f, bundle ? TF_BUNDLE_MAX : TF_BR_SIZE);
     if (max && want > max)
         want = max;
     if (!want)
@@ -222,6 +235,8 @@ void tf_flow_post_recv(tlsflow *f, size_t max)
     if (ring) {
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = TF_BGID;
+        if (bundle && want > TF_BR_SIZE)
+            sqe->ioprio |= IORING_RECVSEND_BUNDLE;
     }
 }
 

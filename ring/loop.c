@@ -408,24 +408,54 @@ bool tf_ring_bufring(tlsflow_loop *loop)
     }
     loop->br = mem;
     io_uring_buf_ring_init(loop->br);
-    for (unsigned i = 0; i < TF_BR_ENTRIES; i++)
+    for (unsigned i = 0; i < TF_BR_ENTRIES; i++) {
         io_uring_buf_ring_add(loop->br, loop->br_bufs + (size_t)i * TF_BR_SIZE, TF_BR_SIZE,
                               (unsigned short)i, io_uring_buf_ring_mask(TF_BR_ENTRIES), (int)i);
+        loop->br_slot_bid[i] = loop->br_bid_slot[i] = (uint8_t)i;
+    }
     io_uring_buf_ring_advance(loop->br, TF_BR_ENTRIES);
     loop->br_state = 1;
     return true;
 }
 
-const uint8_t *tf_ring_buf(tlsflow_loop *loop, unsigned bid)
+/* The ring holds exactly TF_BR_ENTRIES buffers, each added once more only
+ * after the kernel took it: an entry is never overwritten before it was
+ * consumed, so the maps name what the kernel took in order. */
+static unsigned cqe_bid(const tlsflow_loop *loop, unsigned flags, unsigned i)
 {
-    return loop->br_bufs + (size_t)bid * TF_BR_SIZE;
+    unsigned first = (flags >> IORING_CQE_BUFFER_SHIFT) & (TF_BR_ENTRIES - 1);
+
+    return i ? loop->br_slot_bid[(loop->br_bid_slot[first] + i) & (TF_BR_ENTRIES - 1)] : first;
 }
 
-void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid)
+const uint8_t *tf_ring_cqe_buf(const tlsflow_loop *loop, unsigned flags, unsigned i)
 {
-    io_uring_buf_ring_add(loop->br, loop->br_bufs + (size_t)bid * TF_BR_SIZE, TF_BR_SIZE,
-                          (unsigned short)bid, io_uring_buf_ring_mask(TF_BR_ENTRIES), 0);
-    io_uring_buf_ring_advance(loop->br, 1);
+    return loop->br_bufs + (size_t)cqe_bid(loop, flags, i) * TF_BR_SIZE;
+}
+
+unsigned tf_ring_cqe_nbufs(int res)
+{
+    return res > TF_BR_SIZE ? ((unsigned)res + TF_BR_SIZE - 1) / TF_BR_SIZE : 1;
+}
+
+void tf_ring_recycle_cqe(tlsflow_loop *loop, unsigned flags, int res)
+{
+    unsigned n = tf_ring_cqe_nbufs(res), bids[TF_BUNDLE_MAX / TF_BR_SIZE];
+
+    if (n > sizeof(bids) / sizeof(bids[0]))
+        n = sizeof(bids) / sizeof(bids[0]);   /* never asked for more */
+    for (unsigned i = 0; i < n; i++)
+        bids[i] = cqe_bid(loop, flags, i);    /* all named before any entry is reused */
+    for (unsigned i = 0; i < n; i++) {
+        unsigned slot = (loop->br->tail + i) & (TF_BR_ENTRIES - 1);
+
+        io_uring_buf_ring_add(loop->br, loop->br_bufs + (size_t)bids[i] * TF_BR_SIZE, TF_BR_SIZE,
+                              (unsigned short)bids[i], io_uring_buf_ring_mask(TF_BR_ENTRIES),
+                              (int)i);
+        loop->br_slot_bid[slot] = (uint8_t)bids[i];
+        loop->br_bid_slot[bids[i]] = (uint8_t)slot;
+    }
+    io_uring_buf_ring_advance(loop->br, (int)n);
 }
 
 /* The stash as it is now.  What handlers stash meanwhile (an operation they

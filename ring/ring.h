@@ -15,6 +15,14 @@
 #define TF_BGID 7                 /* our provided-buffer group */
 #define TF_BR_ENTRIES 64          /* ring of provided buffers, each TF_BR_SIZE: a fixed 2 MiB per loop */
 #define TF_BR_SIZE (32 * 1024)
+#define TF_BUNDLE_MAX (4 * TF_BR_SIZE) /* the most one bundled receive asks for */
+/* 6.10's receive bundles, which Debian's liburing 2.3 does not name. */
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4)
+#endif
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
 #define TF_IN_CAP (32 * 1024)
 #define TF_RECV_ROOM (16 * 1024 + 512) /* a private receive: a full record and its header */
 #define TF_TX_BATCH (64 * 1024)   /* ciphertext encrypted ahead of the kernel */
@@ -94,7 +102,7 @@ struct tlsflow_loop {
     bool     ring_regfd;          /* the ring's descriptor is registered */
     bool     ring_bound;          /* only `owner` may enter */
     pthread_t owner;              /* the thread that first ran the loop */
-    char     ring_desc[24];       /* tlsflow_loop_ring_setup */
+    char     ring_desc[32];       /* tlsflow_loop_ring_setup */
     tf_task *tasks, **tasks_tail;
     /* Flows whose receive found the shared ring empty (ENOBUFS): they receive
      * again as buffers come back, a ring's worth per round, never in a spin. */
@@ -108,6 +116,11 @@ struct tlsflow_loop {
     int      br_state;            /* 0 not tried, 1 ready, -errno unavailable */
     struct io_uring_buf_ring *br;
     uint8_t *br_bufs;
+    /* Receive bundles (6.10): one userspace receive may fill several buffers,
+     * the ring's entries that follow the first in the order they were added:
+     * which buffer each entry holds, and where each buffer was added. */
+    bool     br_bundle;           /* the kernel has them (setup.c), not turned off */
+    uint8_t  br_slot_bid[TF_BR_ENTRIES], br_bid_slot[TF_BR_ENTRIES];
     tf_pool  in_pool;             /* spare receive buffers */
     tf_pool  tx_pool;             /* spare send buffers */
     tf_pool  file_pool;           /* spare file-read buffers (sendfile in userspace) */
@@ -151,8 +164,13 @@ void tf_ring_untrack(tf_link *l);
 void tf_ring_cancel(tlsflow_loop *loop, tf_op *op);
 void tf_ring_timeout(tlsflow_loop *loop, tf_op *op, struct __kernel_timespec *ts, unsigned ms);
 bool tf_ring_bufring(tlsflow_loop *loop);            /* the provided-buffer ring, set up on first use */
-const uint8_t *tf_ring_buf(tlsflow_loop *loop, unsigned bid);
-void tf_ring_buf_recycle(tlsflow_loop *loop, unsigned bid);
+/* A completion with IORING_CQE_F_BUFFER took buffers from the shared ring:
+ * one, or with a bundle as many as its res filled (the first named in its
+ * flags, the others the ring's next entries).  The i-th of them; and all of
+ * them given back to the ring (once, when their bytes are no longer read). */
+const uint8_t *tf_ring_cqe_buf(const tlsflow_loop *loop, unsigned flags, unsigned i);
+unsigned tf_ring_cqe_nbufs(int res);
+void tf_ring_recycle_cqe(tlsflow_loop *loop, unsigned flags, int res);
 int  tf_pool_acquire(tf_pool *pool, tf_buf *b);   /* memory for a buffer that has none */
 void tf_pool_release(tf_pool *pool, tf_buf *b);   /* an empty b gives its memory back */
 void tf_pool_trim(tf_pool *pool);    /* what sat unused since the last trim cools */

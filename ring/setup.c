@@ -6,8 +6,10 @@
  * syscalls) and a registered ring descriptor (5.18: cheaper enters): both
  * tie the ring to one thread (see PROBED below).  TLSFLOW_RING_FLAGS forces
  * one set ("defer", "coop", "plain", each optionally followed by ",regfd" or
- * ",noregfd"); a forced set the kernel refuses fails tlsflow_loop_new with
- * the kernel's error.
+ * ",noregfd", ",bundle" or ",nobundle"); a forced set the kernel refuses
+ * fails tlsflow_loop_new with the kernel's error.  Receive bundles (6.10:
+ * one userspace receive fills several of the shared ring's buffers) are
+ * used where the kernel has them.
  *
  * Both single issuer and a registered descriptor tie the ring to a thread.
  * That thread is the one that first runs the loop (a loop may be made on one
@@ -62,9 +64,10 @@ static const struct ring_set sets[] = {
 };
 #define NSETS (sizeof(sets) / sizeof(sets[0]))
 
-/* TLSFLOW_RING_FLAGS: *set (index) and *regfd (asked for or not);
- * -EINVAL for what it does not say. */
-static int parse_forced(const char *s, int *set, bool *regfd)
+/* TLSFLOW_RING_FLAGS: *set (index), *regfd (asked for or not) and *bundle
+ * (receive bundles: -1 by probe, 0 off, 1 required); -EINVAL for what it
+ * does not say. */
+static int parse_forced(const char *s, int *set, bool *regfd, int *bundle)
 {
     char buf[64], *tok, *save = NULL;
 
@@ -84,6 +87,10 @@ static int parse_forced(const char *s, int *set, bool *regfd)
             *regfd = tok[0] == 'r';
             known = true;
         }
+        if (!strcmp(tok, "bundle") || !strcmp(tok, "nobundle")) {
+            *bundle = tok[0] == 'b';
+            known = true;
+        }
         if (!known)
             return -EINVAL;
     }
@@ -92,19 +99,19 @@ static int parse_forced(const char *s, int *set, bool *regfd)
 
 static void describe(tlsflow_loop *loop, bool regfd)
 {
-    snprintf(loop->ring_desc, sizeof(loop->ring_desc), "%s%s", loop->ring_set,
-             regfd ? ",regfd" : "");
+    snprintf(loop->ring_desc, sizeof(loop->ring_desc), "%s%s%s", loop->ring_set,
+             regfd ? ",regfd" : "", loop->br_bundle ? ",bundle" : "");
 }
 
 int tf_ring_setup(tlsflow_loop *loop, unsigned depth)
 {
     const char *force = getenv("TLSFLOW_RING_FLAGS");
-    int first = PROBED, last = (int)NSETS - 1, ret = -EINVAL;
+    int first = PROBED, last = (int)NSETS - 1, ret = -EINVAL, bundle = -1;
     bool regfd = false;
     struct io_uring_params p;
 
     if (force && *force) {
-        ret = parse_forced(force, &first, &regfd);
+        ret = parse_forced(force, &first, &regfd, &bundle);
         if (ret < 0)
             return ret;
         last = first;
@@ -124,6 +131,12 @@ int tf_ring_setup(tlsflow_loop *loop, unsigned depth)
     }
     if (ret < 0)
         return ret;
+    /* Receive bundles where the kernel has them (6.10), unless turned off. */
+    loop->br_bundle = bundle != 0 && (p.features & IORING_FEAT_RECVSEND_BUNDLE);
+    if (bundle == 1 && !loop->br_bundle) {
+        io_uring_queue_exit(&loop->ring);
+        return -EOPNOTSUPP;   /* forced, and the kernel has none */
+    }
     loop->ring_disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
     loop->ring_regfd_want = regfd;
     describe(loop, regfd);

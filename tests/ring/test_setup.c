@@ -45,8 +45,11 @@ TF_TEST(test_probed_set, 10)
     assert_non_null(set);
     assert_true(starts_with(set, "defer") || starts_with(set, "coop") || starts_with(set, "plain"));
     /* Cooperative task work since 5.19; deferred task work and a registered
-     * descriptor only on request (they tie the ring to a thread). */
-    if (kernel_at_least(5, 19))
+     * descriptor only on request (they tie the ring to a thread); receive
+     * bundles since 6.10. */
+    if (kernel_at_least(6, 10))
+        assert_string_equal(set, "coop,bundle");
+    else if (kernel_at_least(5, 19))
         assert_string_equal(set, "coop");
     else
         assert_string_equal(set, "plain");
@@ -55,7 +58,8 @@ TF_TEST(test_probed_set, 10)
 
 TF_TEST(test_forced_sets_echo, 120)
 {
-    static const char *const sets[] = { "plain,noregfd", "plain", "coop,regfd", "defer", "defer,regfd" };
+    static const char *const sets[] = { "plain,noregfd", "plain", "coop,regfd", "defer", "defer,regfd",
+                                        "coop,nobundle", "coop,bundle" };
 
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
         tf_echo_run r = { .len = 1 << 20 };
@@ -63,6 +67,8 @@ TF_TEST(test_forced_sets_echo, 120)
         if (!strncmp(sets[i], "coop", 4) && !kernel_at_least(5, 19))
             continue;
         if (!strncmp(sets[i], "defer", 5) && !kernel_at_least(6, 1))
+            continue;
+        if (strstr(sets[i], ",bundle") && !kernel_at_least(6, 10))
             continue;
         setenv("TLSFLOW_RING_FLAGS", sets[i], 1);
         tf_echo_roundtrip(&r);
@@ -72,7 +78,11 @@ TF_TEST(test_forced_sets_echo, 120)
             assert_int_equal(tlsflow_loop_new(&loop, 0), 0);
             assert_memory_equal(tlsflow_loop_ring_setup(loop), sets[i], strcspn(sets[i], ","));
             if (!strcmp(sets[i], "plain,noregfd"))
-                assert_string_equal(tlsflow_loop_ring_setup(loop), "plain");
+                assert_null(strstr(tlsflow_loop_ring_setup(loop), "regfd"));
+            if (strstr(sets[i], "nobundle"))
+                assert_null(strstr(tlsflow_loop_ring_setup(loop), "bundle"));
+            if (strstr(sets[i], ",bundle"))
+                assert_non_null(strstr(tlsflow_loop_ring_setup(loop), ",bundle"));
             /* (regfd is registered by the first run, on the thread that runs) */
             tlsflow_loop_free(loop);
         }
