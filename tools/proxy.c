@@ -54,7 +54,11 @@ static const char usage[] =
 "  --stats-interval S        statistics line on stderr every S seconds (default 5, 0 = off)\n"
 "  --grace S                 seconds connections may take to end at exit (default 5)\n"
 "  --idle-timeout S          reset a connection that moved no byte either way for\n"
-"                            S seconds (default 120; covers a peer that stops reading)\n"
+"                            S seconds (default 120)\n"
+"  --send-timeout S          reset a connection whose sending toward either peer made\n"
+"                            no progress for S seconds (nothing acknowledged, no room,\n"
+"                            no splice done), after trying close_notify (default 60,\n"
+"                            0 = off; a peer that never reads)\n"
 "  --connect-timeout S       the backend's TCP connect (default 10)\n"
 "  --handshake-timeout S     each TLS handshake (default 30)\n"
 "  --help, --version\n";
@@ -316,21 +320,24 @@ static int wait_ready(struct worker_slot *s)
 
 static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
 {
-    unsigned long long acc = 0, fail = 0, act = 0, bfail = 0, up = 0, down = 0, tx = 0, rx = 0;
+    unsigned long long acc = 0, fail = 0, act = 0, bfail = 0, stuck = 0, up = 0, down = 0, tx = 0,
+                       rx = 0;
     for (unsigned i = 0; i < n; i++) {
         struct proxy_stats *st = &slots[i].w.stats;
         acc += atomic_load(&st->accepted);
         fail += atomic_load(&st->failed);
         act += atomic_load(&st->active);
         bfail += atomic_load(&st->backend_failed);
+        stuck += atomic_load(&st->send_timeouts);
         up += atomic_load(&st->bytes_up);
         down += atomic_load(&st->bytes_down);
         tx += atomic_load(&st->ktls_tx);
         rx += atomic_load(&st->ktls_rx);
     }
     fprintf(stderr, PROG ": %.0fs connections %llu open / %llu total / %llu failed handshakes,"
-            " %llu backend failures, in %.1f MB, out %.1f MB, kTLS tx %.0f%% rx %.0f%% of open flows\n",
-            elapsed, act, acc, fail, bfail, (double)up / 1e6, (double)down / 1e6,
+            " %llu backend failures, %llu send timeouts, in %.1f MB, out %.1f MB,"
+            " kTLS tx %.0f%% rx %.0f%% of open flows\n",
+            elapsed, act, acc, fail, bfail, stuck, (double)up / 1e6, (double)down / 1e6,
             act ? 100.0 * (double)tx / (double)act : 0.0,
             act ? 100.0 * (double)rx / (double)act : 0.0);
 }
@@ -358,7 +365,7 @@ static int resolve_backend(const char *spec, struct proxy_opts *o, char *host, s
 
 enum { OPT_LISTEN = 256, OPT_BACKEND, OPT_CERT, OPT_KEY, OPT_TLS_BACKEND, OPT_BACKEND_NAME,
        OPT_CA, OPT_PROXY_PROTO, OPT_THREADS, OPT_KTLS, OPT_PRIO, OPT_STATS, OPT_GRACE,
-       OPT_IDLE, OPT_CONNECT, OPT_HANDSHAKE, OPT_HELP, OPT_VERSION };
+       OPT_IDLE, OPT_SEND, OPT_CONNECT, OPT_HANDSHAKE, OPT_HELP, OPT_VERSION };
 
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
@@ -375,6 +382,7 @@ static const struct option long_opts[] = {
     {"stats-interval", required_argument, NULL, OPT_STATS},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"send-timeout", required_argument, NULL, OPT_SEND},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT},
     {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},
     {"help", no_argument, NULL, OPT_HELP},
@@ -385,7 +393,7 @@ static const struct option long_opts[] = {
 int main(int argc, char **argv)
 {
     struct tf_tls_opts in_tls = {0}, out_tls = {0};
-    struct proxy_opts opts = {.idle_ms = 120000, .connect_ms = 10000};
+    struct proxy_opts opts = {.idle_ms = 120000, .connect_ms = 10000, .send_ms = 60000};
     const char *listen_spec = NULL, *backend_spec = NULL, *backend_name = NULL;
     char lhost[256], lport[16], bhost[256];
     unsigned long threads = 1, stats_interval = 5, handshake_s = 30, v;
@@ -436,6 +444,11 @@ int main(int argc, char **argv)
             if (tf_parse_ulong(optarg, 0, 86400, &v) < 0)
                 goto bad;
             opts.idle_ms = (unsigned)v * 1000u;
+            break;
+        case OPT_SEND:
+            if (tf_parse_ulong(optarg, 0, 86400, &v) < 0)
+                goto bad;
+            opts.send_ms = (unsigned)v * 1000u;
             break;
         case OPT_CONNECT:
             if (tf_parse_ulong(optarg, 1, 3600, &v) < 0)
