@@ -191,6 +191,8 @@ static void *worker_main(void *arg)
         set_ready(s, -1);
         return NULL;
     }
+    if (s->index == 0)
+        fprintf(stderr, PROG ": io_uring set-up: %s\n", tlsflow_loop_ring_setup(w->loop));
     if ((ret = tlsflow_timer_new(w->loop, &w->grace)) < 0) {
         fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->index, strerror(-ret));
         goto failed;
