@@ -9,7 +9,12 @@
  *   slow_reader    a client that reads 160 KB/s, steadily, for 7 s: each
  *                  1 MiB splice toward it takes ~6 s, longer than the
  *                  timeout, yet its acknowledged bytes grow: it must not be
- *                  dropped (0 send timeouts). */
+ *                  dropped (0 send timeouts).
+ *   s_client_*     the same two with peers the VM has (socat flooding from
+ *                  /dev/zero, openssl s_client whose stdout the test reads
+ *                  slowly or not at all): in the kTLS lane (label ktls) the
+ *                  proxy's splices then run on kTLS sockets, where a splice
+ *                  toward a peer that does not read blocks in the kernel. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,6 +24,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <poll.h>
 #include <cmocka.h>
 
 #include "tf_test.h"
@@ -184,12 +190,129 @@ TF_TEST(slow_reader, 60)
     tf_peer_stop(be);
 }
 
+/* ---- The same with socat and s_client ---- */
+
+static tf_peer *zero_backend(int *port)
+{
+    tf_peer *p;
+
+    tf_require_bins("socat", "openssl", NULL);
+    *port = tf_free_port();
+    p = tf_peer_start(0, "socat", "-U", tf_fmt("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", *port),
+                      "OPEN:/dev/zero", NULL);
+    if (tf_wait_port(*port, tf_ms(10000), p) < 0)
+        fail_msg("socat did not listen");
+    return p;
+}
+
+/* s_client with its stdout into a pipe the test reads (or not). */
+static tf_peer *s_client(int port)
+{
+    return tf_peer_start(TF_PEER_STDOUT, "openssl", "s_client", "-connect",
+                         tf_fmt("127.0.0.1:%d", port), "-CAfile", TF_CA, "-servername",
+                         "localhost", "-quiet", NULL);
+}
+
+/* Reads up to max bytes of fd within ms; -1 at EOF (nothing read then). */
+static long read_some(int fd, size_t max, int ms)
+{
+    static char buf[65536];
+    struct pollfd pf = { .fd = fd, .events = POLLIN };
+    long n = 0;
+
+    if (max > sizeof(buf))
+        max = sizeof(buf);
+    if (poll(&pf, 1, ms) <= 0)
+        return 0;
+    n = read(fd, buf, max);
+    return n > 0 ? n : -1;
+}
+
+static void expect_ktls(tf_peer *px)
+{
+    if (tf_expect_ktls() && !tf_peer_log_contains(px, "kTLS tx 100% rx 100%"))
+        fail_msg("kTLS lane: the proxy's client flow is not in the kernel:\n%s", tf_peer_log(px));
+}
+
+TF_TEST(s_client_never_reader, 90)
+{
+    int bport, port;
+    tf_peer *be = zero_backend(&bport), *px = proxy(bport, &port), *cl;
+    long long t0, waited;
+    long rss, max_rss = 0, n;
+
+    cl = s_client(port);
+    t0 = tf_now_ms();
+    /* The stats line (every second) says when the send timeout came. */
+    while (!tf_peer_log_contains(px, " 1 send timeouts")) {
+        if (tf_now_ms() - t0 > tf_ms((SEND_TIMEOUT_S + 8) * 1000))
+            fail_msg("no send timeout after %lld ms:\n%s", tf_now_ms() - t0, tf_peer_log(px));
+        rss = rss_kib(px);
+        if (rss > max_rss)
+            max_rss = rss;
+        usleep(50000);
+    }
+    waited = tf_now_ms() - t0;
+    fprintf(stderr, "send timeout seen after %lld ms, proxy RSS at most %ld KiB\n", waited, max_rss);
+    if (waited < SEND_TIMEOUT_S * 1000)
+        fail_msg("send timeout after %lld ms, before %d s", waited, SEND_TIMEOUT_S);
+    if (max_rss <= 0 || max_rss > 64 * 1024)
+        fail_msg("the proxy's RSS reached %ld KiB while its client did not read", max_rss);
+    expect_ktls(px);
+    /* The client, read at last, gets what its buffers held, then the end. */
+    t0 = tf_now_ms();
+    while ((n = read_some(tf_peer_stdout(cl), 65536, 100)) >= 0)
+        if (tf_now_ms() - t0 > tf_ms(20000))
+            fail_msg("s_client still gets bytes 20 s after the send timeout");
+    assert_int_equal(proxy_stop(px), 1);
+    tf_peer_stop(cl);
+    tf_peer_stop(be);
+}
+
+TF_TEST(s_client_slow_reader, 90)
+{
+    const int seconds = 7;
+    int bport, port;
+    tf_peer *be = zero_backend(&bport), *px = proxy(bport, &port), *cl;
+    long long t0;
+    long n, total = 0;
+
+    cl = s_client(port);
+    t0 = tf_now_ms();
+    while (tf_now_ms() - t0 < seconds * 1000) {
+        n = read_some(tf_peer_stdout(cl), 8192, 1000);
+        if (n < 0)
+            fail_msg("a client reading 160 KB/s was dropped after %ld bytes:\n%s", total,
+                     tf_peer_log(px));
+        total += n;
+        if (tf_peer_log_contains(px, " 1 send timeouts"))
+            fail_msg("a client reading 160 KB/s timed out after %ld bytes:\n%s", total,
+                     tf_peer_log(px));
+        usleep(50000);
+    }
+    fprintf(stderr, "s_client read %ld bytes in %d s\n", total, seconds);
+    if (total < 512 * 1024)
+        fail_msg("the slow client read only %ld bytes", total);
+    expect_ktls(px);
+    /* (Not read from here on, it may time out while the proxy stops.) */
+    proxy_stop(px);
+    tf_peer_stop(cl);
+    tf_peer_stop(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TF_CASE(never_reader),
         TF_CASE(slow_reader),
+        TF_CASE(s_client_never_reader),
+        TF_CASE(s_client_slow_reader),
     };
+
+    if (tf_expect_ktls() && !tf_kernel_has_tls()) {
+        fprintf(stderr, "TLSFLOW_EXPECT_KTLS=1 but the kernel has no tls ULP\n");
+        return 1;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
