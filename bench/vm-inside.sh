@@ -47,37 +47,42 @@ wait_port() {
     return 1
 }
 
-nginx_conf() {   # nginx_conf KTLS(0|1)
-    k=
-    [ "$1" = 1 ] && k='ssl_conf_command Options KTLS;'
-    cat > $W/nginx/nginx.conf <<EOF
+nginx_conf_in() {   # nginx_conf_in DIR SERVER: DIR/nginx.conf, one worker, SERVER its server block
+    mkdir -p $1/tmp
+    cat > $1/nginx.conf <<EOF
 daemon off;
 master_process off;
 worker_processes 1;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log warn;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
 events { worker_connections 64; }
 http {
     access_log off;
     sendfile on;
     keepalive_timeout 60;
-    client_body_temp_path $W/nginx/tmp/body;
-    proxy_temp_path $W/nginx/tmp/proxy;
-    fastcgi_temp_path $W/nginx/tmp/fastcgi;
-    uwsgi_temp_path $W/nginx/tmp/uwsgi;
-    scgi_temp_path $W/nginx/tmp/scgi;
+    client_body_temp_path $1/tmp/body;
+    proxy_temp_path $1/tmp/proxy;
+    fastcgi_temp_path $1/tmp/fastcgi;
+    uwsgi_temp_path $1/tmp/uwsgi;
+    scgi_temp_path $1/tmp/scgi;
     default_type application/octet-stream;
     server {
-        listen 127.0.0.1:$((PORT + 1)) ssl;
-        ssl_certificate $CERT;
-        ssl_certificate_key $KEY;
-        ssl_protocols TLSv1.3;
-        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
-        $k
+$2
         root $W/root;
     }
 }
 EOF
+}
+
+nginx_conf() {   # nginx_conf KTLS(0|1)
+    k=
+    [ "$1" = 1 ] && k='ssl_conf_command Options KTLS;'
+    nginx_conf_in $W/nginx "        listen 127.0.0.1:$((PORT + 1)) ssl;
+        ssl_certificate $CERT;
+        ssl_certificate_key $KEY;
+        ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+        $k"
 }
 
 run_one() {   # run_one NAME CMD...
@@ -142,29 +147,7 @@ if command -v nginx >/dev/null; then
 fi
 # ---- the proxies, in front of a plain nginx ----
 BPORT=8080
-backend_conf() {
-    mkdir -p $W/backend/tmp
-    cat > $W/backend/nginx.conf <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $W/backend/nginx.pid;
-error_log $W/backend/error.log warn;
-events { worker_connections 64; }
-http {
-    access_log off;
-    sendfile on;
-    keepalive_timeout 60;
-    client_body_temp_path $W/backend/tmp/body;
-    proxy_temp_path $W/backend/tmp/proxy;
-    fastcgi_temp_path $W/backend/tmp/fastcgi;
-    uwsgi_temp_path $W/backend/tmp/uwsgi;
-    scgi_temp_path $W/backend/tmp/scgi;
-    default_type application/octet-stream;
-    server { listen 127.0.0.1:$BPORT; root $W/root; }
-}
-EOF
-}
+backend_conf() { nginx_conf_in $W/backend "        listen 127.0.0.1:$BPORT;"; }
 haproxy_conf() {   # haproxy_conf PORT
     cat $CERT $KEY > $W/both.pem
     cat > $W/haproxy.cfg <<EOF

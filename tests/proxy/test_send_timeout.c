@@ -94,14 +94,8 @@ static long rss_kib(tf_peer *p)
 static unsigned long long proxy_stop(tf_peer *p)
 {
     unsigned long long n = ~0ull, v;
-    char *log, *at;
-    int st;
+    char *log = tf_peer_term_log(p), *at;
 
-    tf_peer_kill(p, SIGTERM);
-    st = tf_peer_wait(p, tf_ms(10000));
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
-        fail_msg("tlsflow-proxy did not exit cleanly (%d)", st);
-    log = tf_peer_log(p);
     for (at = strstr(log, "backend failures, "); at; at = strstr(at + 1, "backend failures, "))
         if (sscanf(at, "backend failures, %llu send timeouts", &v) == 1)
             n = v;
