@@ -249,12 +249,12 @@ static void send_timed_out(struct pconn *c)
  * sees it move restarts the count. */
 static int dir_is_stuck(struct dir *d, double now)
 {
-    struct tf_send_look l;
+    struct tf_send_look l = { 0 };
     int fd = d->dst->flow ? tlsflow_fd(d->dst->flow) : d->dst->fd;
+    int has_look = d->phase != DIR_DONE && fd >= 0 && tf_send_look(fd, &l) == 0;
 
-    if (d->phase == DIR_DONE || fd < 0 || tf_send_look(fd, &l) < 0 || l.is_writable ||
-        l.has_error || l.acked != d->acked_seen) {
-        if (fd >= 0 && d->phase != DIR_DONE)
+    if (!has_look || l.is_writable || l.has_error || l.acked != d->acked_seen) {
+        if (has_look)
             d->acked_seen = l.acked;
         d->progress_at = now;
         return 0;
