@@ -1,7 +1,8 @@
 #!/bin/bash
-# tlsflow-serve and nginx, each with and without kernel TLS, inside the qemu VM
-# of the kTLS lane (tests/vm), on its newest kernel: what this machine's kernel
-# (no tls module) cannot show.
+# tlsflow-serve and nginx, each with and without kernel TLS, then tlsflow-proxy
+# (--ktls require) and HAProxy (userspace TLS, mode tcp) in front of a plain
+# nginx, inside the qemu VM of the kTLS lane (tests/vm), on one of its kernels:
+# what this machine's kernel (no tls module) cannot show.
 #
 # usage: bench/compare-vm.sh --build DIR [--cache DIR] [--kernel newest|6.1]
 #                            [--size MIB] [--fetches N] [--quick]
@@ -12,11 +13,13 @@
 #   --quick       one GET per server
 #
 # Reuses tests/vm/fetch-kernels.sh, mkinitramfs.sh and init.sh unchanged: the
-# VM runs bench/vm-inside.sh as its only "test".  The image also carries strace
-# and curl.  Per server it prints whether the bodies came through intact
-# (SHA-256), the /proc/net/tls_stat deltas (kTLS engaged or not), and the
-# server's syscalls per MiB (io_uring_enter for tlsflow-serve) from
-# `strace -c -f`.  MB/s in the VM are not evidence: TCG emulates AES.
+# VM runs bench/vm-inside.sh as its only "test".  The image also carries strace,
+# curl, tlsflow-proxy and haproxy (mkinitramfs.sh copies their libraries, by
+# ldd).  Per server or proxy it prints whether the bodies came through intact
+# (SHA-256), the /proc/net/tls_stat deltas (kTLS engaged or not), the syscalls
+# per MiB (io_uring_enter for the tlsflow tools) from `strace -c -f`, and the
+# tlsflow tools' io_uring set-up and exit counters (submissions, plaintext
+# copied in userspace).  MB/s in the VM are not evidence: TCG emulates AES.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +54,9 @@ need strace strace
 need curl curl
 need nginx nginx-light
 need python3 python3
+need haproxy haproxy
+[ -x "$BUILD/tools/tlsflow-proxy" ] ||
+    { echo "compare-vm.sh: $BUILD has no tools/tlsflow-proxy" >&2; exit 2; }
 
 OUT=$BUILD/vmbench
 PLAN=$OUT/plan
@@ -60,8 +66,8 @@ sh "$ROOT/tests/common/make-certs.sh" "$OUT/certs" > /dev/null
 TIMEOUT=900
 printf 'run_test vm_bench %d /tmp 77 0 %q %q %q %q %q\n' $((TIMEOUT - 60)) \
     "$ROOT/bench/vm-inside.sh" "$BUILD/tools" "$OUT/certs" "$SIZE" "$FETCHES" > "$PLAN/tests.sh"
-printf '%s\n' "$ROOT/bench/vm-inside.sh" "$BUILD/tools/tlsflow-serve" "$OUT/certs" \
-    "$(command -v strace)" "$(command -v curl)" > "$PLAN/copy.txt"
+printf '%s\n' "$ROOT/bench/vm-inside.sh" "$BUILD/tools/tlsflow-serve" "$BUILD/tools/tlsflow-proxy" \
+    "$OUT/certs" "$(command -v strace)" "$(command -v curl)" "$(command -v haproxy)" > "$PLAN/copy.txt"
 printf '/tmp\n' > "$PLAN/mkdir.txt"
 
 "$VMDIR/fetch-kernels.sh" "$CACHE" "$KERNEL" > "$PLAN/kernels.txt" 2> "$OUT/fetch-kernels.log" ||

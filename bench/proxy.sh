@@ -6,14 +6,19 @@
 # tlsflow-bench is the client: throughput (keep-alive GETs) of both bodies at
 # c=1 and c=16, and new connections per second (a full handshake each, c=16).
 # The proxy's CPU seconds per GB are its user+system ticks (/proc, the process
-# and its children) over the bytes the client got.
+# and its children) over the bytes the client got.  Every figure is measured
+# --runs times per proxy; the table has the median of the runs that counted (a
+# run counts when tlsflow-bench saw no error and no failed connect: every
+# response a 200 of the right length, every handshake done), the runs
+# themselves are printed below it.
 #
-#   bench/proxy.sh --build-dir BUILD [--duration S] [--only LIST] [--ktls]
-#                  [--write [FILE]]
+#   bench/proxy.sh --build-dir BUILD [--duration S] [--runs N] [--only LIST]
+#                  [--ktls] [--write [FILE]]
 #
 #   --build-dir BUILD  a built tree (tools/tlsflow-proxy, tools/tlsflow-bench)
-#   --duration S       seconds per figure (default 3: the machine is shared;
+#   --duration S       seconds per run (default 3: the machine is shared;
 #                      short runs are noisy, read the ratios with that in mind)
+#   --runs N           runs per figure and proxy, the median reported (default 3)
 #   --only LIST        comma-separated subset of tlsflow,haproxy,stunnel,hitch
 #   --ktls             tlsflow-proxy with --ktls auto (default off: this host's
 #                      kernel may lack the tls module; in the VM, counts matter)
@@ -23,21 +28,24 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD= DURATION=3 ONLY=tlsflow,haproxy,stunnel,hitch KTLS=off WRITE=
+BUILD= DURATION=3 RUNS=3 ONLY=tlsflow,haproxy,stunnel,hitch KTLS=off WRITE=
 CMDLINE="bench/proxy.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
     --build-dir) BUILD=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --ktls) KTLS=auto; shift ;;
     --write)
         if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then WRITE=$2; shift 2; else WRITE=$ROOT/BENCHMARKS.md; shift; fi ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxy.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 [ -n "$BUILD" ] || { echo "proxy.sh: --build-dir BUILD is needed" >&2; exit 2; }
+case "$RUNS" in ''|*[!0-9]*|0) echo "proxy.sh: --runs N: a whole number, at least 1" >&2; exit 2 ;; esac
+case "$DURATION" in ''|*[!0-9]*|0) echo "proxy.sh: --duration S: whole seconds, at least 1" >&2; exit 2 ;; esac
 BUILD=$(cd "$BUILD" && pwd)
 PROXY=$BUILD/tools/tlsflow-proxy
 BENCH=$BUILD/tools/tlsflow-bench
@@ -157,14 +165,29 @@ EOF
     wait_port "$port" || { echo "proxy.sh: $name did not start:"; cat "$TMP/$name.out" "$TMP/$name.err" 2>/dev/null; return 1; }
 }
 
-jget() { python3 -c "
+# jvalid FIELD: FIELD of tlsflow-bench's JSON on stdin when the run counts (no
+# error, no failed connect, something moved), else "x" and why.
+jvalid() { python3 -c "
 import json, sys
-try: print(json.loads(sys.stdin.read() or '{}').get('$1', 'nan'))
-except ValueError: print('nan')"; }
+try: j = json.loads(sys.stdin.read() or '{}')
+except ValueError: j = {}
+if not j: print('x(no result)')
+elif j.get('errors', 1) or j.get('connect_errors', 1):
+    print('x(%s errors, %s connect errors)' % (j.get('errors'), j.get('connect_errors')))
+elif not j.get('bytes') and not j.get('handshakes'): print('x(nothing moved)')
+else: print(j.get('$1', 'nan'))"; }
+# median V...: of the values that are numbers ("nan" when none)
+median() {
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
+        awk '{a[NR] = $1; d = index($1, ".") ? length($1) - index($1, ".") : 0; if (d > p) p = d}
+             END {if (!NR) print "nan"; else if (NR % 2) print a[(NR + 1) / 2];
+                  else printf "%.*f\n", p, (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+RUNLOG=$TMP/runs
 
 say "## tlsflow-proxy vs HAProxy, stunnel4, hitch ($(date -u +%Y-%m-%d), $(uname -r), $(nproc) CPUs)"
 say "versions: $("$PROXY" --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(stunnel4 -version 2>&1 | grep -m1 -o 'stunnel [0-9.]*'), $(hitch --version 2>&1 | head -1), $(nginx -v 2>&1)"
-say "TLS 1.3 AES-128-GCM, ECDSA P-256, $DURATION s per figure, tlsflow-proxy --ktls $KTLS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "TLS 1.3 AES-128-GCM, ECDSA P-256, median of $RUNS runs of $DURATION s per figure, tlsflow-proxy --ktls $KTLS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say ""
 say "| proxy | 1 MiB c=1 MB/s | 1 MiB c=16 MB/s | 100 MiB c=1 MB/s | 100 MiB c=16 MB/s | CPU s/GB (1 MiB c=16) | new conn/s (c=16) |"
 say "| --- | --- | --- | --- | --- | --- | --- |"
@@ -173,23 +196,37 @@ for name in "${names[@]}"; do
     port=$(free_port)
     start_proxy "$name" "$port" || continue
     row="| $name"
-    cpugb=nan
+    cpus=()
     for spec in "1m.bin 1" "1m.bin 16" "100m.bin 1" "100m.bin 16"; do
         set -- $spec
-        t0=$(ticks "$PPID_")
-        j=$("$BENCH" throughput --port "$port" --path "/$1" --connections "$2" --duration "$DURATION" \
-            --ca "$TMP/cert.pem" --priority "$PRIO" --json 2>>"$TMP/bench.err" | head -1 || true)
-        t1=$(ticks "$PPID_")
-        mbs=$(jget mb_per_s <<< "$j")
-        bytes=$(jget bytes <<< "$j")
-        if [ "$1 $2" = "1m.bin 16" ]; then
-            cpugb=$(awk -v t=$((t1 - t0)) -v k="$TICK" -v b="$bytes" 'BEGIN {if (b + 0 > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}')
-        fi
-        row="$row | $mbs"
+        vals=()
+        for _ in $(seq "$RUNS"); do
+            t0=$(ticks "$PPID_")
+            j=$("$BENCH" throughput --port "$port" --path "/$1" --connections "$2" --duration "$DURATION" \
+                --ca "$TMP/cert.pem" --priority "$PRIO" --json 2>>"$TMP/bench.err" | head -1 || true)
+            t1=$(ticks "$PPID_")
+            mbs=$(jvalid mb_per_s <<< "$j")
+            vals+=("$mbs")
+            if [ "$1 $2" = "1m.bin 16" ]; then
+                bytes=$(jvalid bytes <<< "$j")
+                cpus+=("$(awk -v t=$((t1 - t0)) -v k="$TICK" -v b="$bytes" 'BEGIN {if (b + 0 > 0) printf "%.3f", t / k / (b / 1e9); else print "x"}')")
+            fi
+        done
+        med=$(median "${vals[@]}")
+        printf '    %s %s c=%s MB/s: %s (median %s)\n' "$name" "${1%.bin}" "$2" "${vals[*]}" "$med" >> "$RUNLOG"
+        row="$row | $med"
     done
-    j=$("$BENCH" handshake --port "$port" --connections 16 --duration "$DURATION" --ca "$TMP/cert.pem" \
-        --priority "$PRIO" --json 2>>"$TMP/bench.err" | head -1 || true)
-    row="$row | $cpugb | $(jget handshakes_per_s <<< "$j") |"
+    cpugb=$(median "${cpus[@]}")
+    printf '    %s CPU s/GB (1 MiB c=16): %s (median %s)\n' "$name" "${cpus[*]}" "$cpugb" >> "$RUNLOG"
+    vals=()
+    for _ in $(seq "$RUNS"); do
+        j=$("$BENCH" handshake --port "$port" --connections 16 --duration "$DURATION" --ca "$TMP/cert.pem" \
+            --priority "$PRIO" --json 2>>"$TMP/bench.err" | head -1 || true)
+        vals+=("$(jvalid handshakes_per_s <<< "$j")")
+    done
+    hs=$(median "${vals[@]}")
+    printf '    %s new conn/s (c=16): %s (median %s)\n' "$name" "${vals[*]}" "$hs" >> "$RUNLOG"
+    row="$row | $cpugb | $hs |"
     say "$row"
     [ -s "$TMP/bench.err" ] && sed "s/^/    bench: /" "$TMP/bench.err" | sort -u | head -3 >&2 && : > "$TMP/bench.err"
     kill -TERM "$PPID_" 2>/dev/null || true
@@ -199,6 +236,10 @@ for name in "${names[@]}"; do
     fi
 done
 say ""
+if [ -s "$RUNLOG" ]; then
+    say "The runs (x: did not count, and why):"
+    while IFS= read -r l; do say "$l"; done < "$RUNLOG"
+fi
 say "stunnel4 runs a thread per connection (its build has no single-thread mode); hitch"
 say "--workers=1 is one worker process; HAProxy nbthread 1; tlsflow-proxy --threads 1."
 if [ -s "$TMP/counters" ]; then

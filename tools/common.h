@@ -59,6 +59,16 @@ double   tf_cpu_s(void);
  * number of elements printed. */
 size_t tf_print_peer_chain(FILE *f, const tlsflow *flow);
 
+/* sendwatch.c: a look at a socket's sending, for send timeouts.  Sending
+ * moved between two looks when the socket polled writable (nothing waits on
+ * it) or the bytes its peer acknowledged grew. */
+struct tf_send_look {
+    int      is_writable;   /* POLLOUT: room in the send buffer */
+    int      has_error;     /* POLLERR/POLLHUP: the operation will end by itself */
+    uint64_t acked;         /* tcpi_bytes_acked (0: not TCP, or too old a kernel) */
+};
+int tf_send_look(int fd, struct tf_send_look *l);   /* 0, or -1 (errno) */
+
 /* Prints "prog: what: tlsflow_error_message" to stderr. */
 void tf_print_error(const char *prog, const char *what, tlsflow_error err);
 

@@ -9,6 +9,7 @@
  * post and tells it with SIGUSR1 when done. */
 #include "common.h"
 #include "proxy.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,6 @@
 #include <unistd.h>
 
 #define PROG "tlsflow-proxy"
-#define SIG_DONE SIGUSR1
 
 static const char usage[] =
 "usage: " PROG " --listen HOST:PORT --backend HOST:PORT\n"
@@ -54,37 +54,27 @@ static const char usage[] =
 "  --stats-interval S        statistics line on stderr every S seconds (default 5, 0 = off)\n"
 "  --grace S                 seconds connections may take to end at exit (default 5)\n"
 "  --idle-timeout S          reset a connection that moved no byte either way for\n"
-"                            S seconds (default 120; covers a peer that stops reading)\n"
+"                            S seconds (default 120)\n"
+"  --send-timeout S          reset a connection whose sending toward either peer made\n"
+"                            no progress for S seconds (nothing acknowledged, no room,\n"
+"                            no splice done), after trying close_notify (default 60,\n"
+"                            0 = off; a peer that never reads)\n"
 "  --connect-timeout S       the backend's TCP connect (default 10)\n"
 "  --handshake-timeout S     each TLS handshake (default 30)\n"
 "  --help, --version\n";
 
 struct worker_slot {
+    struct tf_worker base;        /* first (workers.h): thread, start-up, posts' lock */
     struct pworker w;
-    pthread_t thread, acceptor;
+    pthread_t acceptor;
     int has_acceptor;
-    int index;
     const tlsflow_config *cfg;    /* clients' (TLS in), or NULL */
     const char *host;
     char port[16];
-    int ready, bound_port;
-    atomic_int done;
-    pthread_mutex_t lock;          /* posts to w.loop only under it while is_running */
-    int is_running;
+    int bound_port;
 };
 
-static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t  start_cond = PTHREAD_COND_INITIALIZER;
 static unsigned grace_s = 5;
-static pthread_t main_thread;
-
-static void set_ready(struct worker_slot *s, int ready)
-{
-    pthread_mutex_lock(&start_lock);
-    s->ready = ready;
-    pthread_cond_broadcast(&start_cond);
-    pthread_mutex_unlock(&start_lock);
-}
 
 /* ---- TCP in: the acceptor thread ---- */
 
@@ -123,12 +113,12 @@ static void *acceptor_main(void *arg)
             a->w = &s->w;     /* before the post: the loop may run it at once */
             a->fd = fd;
         }
-        pthread_mutex_lock(&s->lock);
-        if (!a || !s->is_running || tlsflow_loop_post(s->w.loop, on_accepted, a) < 0) {
+        pthread_mutex_lock(&s->base.lock);
+        if (!a || !s->base.is_running || tlsflow_loop_post(s->w.loop, on_accepted, a) < 0) {
             close(fd);
             free(a);
         }
-        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->base.lock);
     }
 }
 
@@ -183,22 +173,24 @@ static void *worker_main(void *arg)
 
     w->plain_fd = -1;
     if (ret < 0) {
-        fprintf(stderr, PROG ": thread %d: tlsflow_loop_new: %s\n", s->index, strerror(-ret));
-        set_ready(s, -1);
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_new: %s\n", s->base.index, strerror(-ret));
+        tf_worker_failed(&s->base);
         return NULL;
     }
+    if (s->base.index == 0)
+        fprintf(stderr, PROG ": io_uring set-up: %s\n", tlsflow_loop_ring_setup(w->loop));
     if ((ret = tlsflow_timer_new(w->loop, &w->grace)) < 0) {
-        fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->index, strerror(-ret));
+        fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->base.index, strerror(-ret));
         goto failed;
     }
     if ((ret = tf_connector_start(&w->connector, w->loop)) < 0) {
-        fprintf(stderr, PROG ": thread %d: connector thread: %s\n", s->index, strerror(-ret));
+        fprintf(stderr, PROG ": thread %d: connector thread: %s\n", s->base.index, strerror(-ret));
         goto failed;
     }
     if (s->cfg) {
         ret = tlsflow_listen(w->loop, s->cfg, s->host, s->port, tf_proxy_accept, w, &w->listener);
         if (ret < 0) {
-            fprintf(stderr, PROG ": thread %d: listen on %s:%s: %s\n", s->index, s->host, s->port,
+            fprintf(stderr, PROG ": thread %d: listen on %s:%s: %s\n", s->base.index, s->host, s->port,
                     strerror(-ret));
             goto failed;
         }
@@ -210,30 +202,26 @@ static void *worker_main(void *arg)
         /* The loop runs while a timer is started; accepts come as posts. */
         if ((ret = tlsflow_timer_new(w->loop, &w->keepalive)) < 0 ||
             (ret = tlsflow_timer_start(w->keepalive, 3600000, 3600000, on_keepalive, w)) < 0) {
-            fprintf(stderr, PROG ": thread %d: timer: %s\n", s->index, strerror(-ret));
+            fprintf(stderr, PROG ": thread %d: timer: %s\n", s->base.index, strerror(-ret));
             goto failed;
         }
     }
-    pthread_mutex_lock(&s->lock);
-    s->is_running = 1;
-    pthread_mutex_unlock(&s->lock);
+    tf_worker_running(&s->base, w->loop);
     if (w->plain_fd >= 0) {
         if (pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0) {
-            fprintf(stderr, PROG ": thread %d: pthread_create failed\n", s->index);
+            fprintf(stderr, PROG ": thread %d: pthread_create failed\n", s->base.index);
             goto failed;
         }
         s->has_acceptor = 1;
     }
-    set_ready(s, 1);
+    tf_worker_ready(&s->base);
 
     /* Until the stop post has run and every connection is released, or the
      * grace is over; a listener or a posted accept keeps it going. */
     ret = tlsflow_loop_run(w->loop);
     if (ret < 0)
-        fprintf(stderr, PROG ": thread %d: tlsflow_loop_run: %s\n", s->index, strerror(-ret));
-    pthread_mutex_lock(&s->lock);
-    s->is_running = 0;            /* no post from here on */
-    pthread_mutex_unlock(&s->lock);
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_run: %s\n", s->base.index, strerror(-ret));
+    tf_worker_stopping(&s->base);   /* no post from here on */
     if (s->has_acceptor) {
         shutdown(w->plain_fd, SHUT_RDWR);   /* its accept returns */
         pthread_join(s->acceptor, NULL);
@@ -249,18 +237,17 @@ static void *worker_main(void *arg)
     tf_proxy_release_all(w);
     if (w->plain_fd >= 0)
         close(w->plain_fd);
-    atomic_store(&s->done, 1);
-    pthread_kill(main_thread, SIG_DONE);
+    tf_worker_done(&s->base);
     return NULL;
 
 failed:
+    tf_worker_failed(&s->base);   /* no post from here on (the main thread only joins) */
     tf_connector_stop(w->connector);
     w->connector = NULL;
     if (w->plain_fd >= 0)
         close(w->plain_fd);
     tlsflow_loop_free(w->loop);
     w->loop = NULL;
-    set_ready(s, -1);
     return NULL;
 }
 
@@ -275,7 +262,7 @@ static void on_grace_over(tlsflow_timer *t, void *arg)
  * within the grace (both peers close), then the rest is dropped. */
 static void on_stop(void *arg)
 {
-    struct pworker *w = arg;
+    struct pworker *w = &((struct worker_slot *)arg)->w;
 
     if (!w->is_stopping) {
         w->is_stopping = 1;
@@ -292,47 +279,40 @@ static void on_stop(void *arg)
         tlsflow_loop_stop(w->loop);
 }
 
-static void stop_workers(struct worker_slot *slots, unsigned n, int level)
+static void print_stats(struct tf_workers *ws, double elapsed)
 {
-    atomic_store(&tf_proxy_stop, level);
-    for (unsigned i = 0; i < n; i++) {
-        struct worker_slot *s = &slots[i];
-        pthread_mutex_lock(&s->lock);
-        if (s->is_running && tlsflow_loop_post(s->w.loop, on_stop, &s->w) < 0)
-            tlsflow_loop_stop(s->w.loop);
-        pthread_mutex_unlock(&s->lock);
-    }
-}
-
-static int wait_ready(struct worker_slot *s)
-{
-    pthread_mutex_lock(&start_lock);
-    while (s->ready == 0)
-        pthread_cond_wait(&start_cond, &start_lock);
-    int r = s->ready;
-    pthread_mutex_unlock(&start_lock);
-    return r;
-}
-
-static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
-{
-    unsigned long long acc = 0, fail = 0, act = 0, bfail = 0, up = 0, down = 0, tx = 0, rx = 0;
+    struct worker_slot *slots = ws->slots;
+    unsigned n = ws->count;
+    unsigned long long acc = 0, fail = 0, act = 0, bfail = 0, stuck = 0, up = 0, down = 0, tx = 0,
+                       rx = 0;
     for (unsigned i = 0; i < n; i++) {
         struct proxy_stats *st = &slots[i].w.stats;
         acc += atomic_load(&st->accepted);
         fail += atomic_load(&st->failed);
         act += atomic_load(&st->active);
         bfail += atomic_load(&st->backend_failed);
+        stuck += atomic_load(&st->send_timeouts);
         up += atomic_load(&st->bytes_up);
         down += atomic_load(&st->bytes_down);
         tx += atomic_load(&st->ktls_tx);
         rx += atomic_load(&st->ktls_rx);
     }
     fprintf(stderr, PROG ": %.0fs connections %llu open / %llu total / %llu failed handshakes,"
-            " %llu backend failures, in %.1f MB, out %.1f MB, kTLS tx %.0f%% rx %.0f%% of open flows\n",
-            elapsed, act, acc, fail, bfail, (double)up / 1e6, (double)down / 1e6,
+            " %llu backend failures, %llu send timeouts, in %.1f MB, out %.1f MB,"
+            " kTLS tx %.0f%% rx %.0f%% of open flows\n",
+            elapsed, act, acc, fail, bfail, stuck, (double)up / 1e6, (double)down / 1e6,
             act ? 100.0 * (double)tx / (double)act : 0.0,
             act ? 100.0 * (double)rx / (double)act : 0.0);
+}
+
+/* The first worker picked the port (0 = any): the others join it. */
+static void on_started(struct tf_workers *ws, void *slot)
+{
+    struct worker_slot *s = slot, *slots = ws->slots;
+
+    if (s->base.index == 0)
+        for (unsigned i = 0; i < ws->n; i++)
+            snprintf(slots[i].port, sizeof(slots[i].port), "%d", s->bound_port);
 }
 
 static int resolve_backend(const char *spec, struct proxy_opts *o, char *host, size_t hsize)
@@ -358,7 +338,7 @@ static int resolve_backend(const char *spec, struct proxy_opts *o, char *host, s
 
 enum { OPT_LISTEN = 256, OPT_BACKEND, OPT_CERT, OPT_KEY, OPT_TLS_BACKEND, OPT_BACKEND_NAME,
        OPT_CA, OPT_PROXY_PROTO, OPT_THREADS, OPT_KTLS, OPT_PRIO, OPT_STATS, OPT_GRACE,
-       OPT_IDLE, OPT_CONNECT, OPT_HANDSHAKE, OPT_HELP, OPT_VERSION };
+       OPT_IDLE, OPT_SEND, OPT_CONNECT, OPT_HANDSHAKE, OPT_HELP, OPT_VERSION };
 
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
@@ -375,6 +355,7 @@ static const struct option long_opts[] = {
     {"stats-interval", required_argument, NULL, OPT_STATS},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"send-timeout", required_argument, NULL, OPT_SEND},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT},
     {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},
     {"help", no_argument, NULL, OPT_HELP},
@@ -385,14 +366,13 @@ static const struct option long_opts[] = {
 int main(int argc, char **argv)
 {
     struct tf_tls_opts in_tls = {0}, out_tls = {0};
-    struct proxy_opts opts = {.idle_ms = 120000, .connect_ms = 10000};
+    struct proxy_opts opts = {.idle_ms = 120000, .connect_ms = 10000, .send_ms = 60000};
     const char *listen_spec = NULL, *backend_spec = NULL, *backend_name = NULL;
     char lhost[256], lport[16], bhost[256];
     unsigned long threads = 1, stats_interval = 5, handshake_s = 30, v;
     int tls_backend = 0, ret = 1, opt;
     tlsflow_config *cfg = NULL, *bcfg = NULL;
     struct worker_slot *slots = NULL;
-    unsigned started = 0;
 
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (opt) {
@@ -437,6 +417,11 @@ int main(int argc, char **argv)
                 goto bad;
             opts.idle_ms = (unsigned)v * 1000u;
             break;
+        case OPT_SEND:
+            if (tf_parse_ulong(optarg, 0, 86400, &v) < 0)
+                goto bad;
+            opts.send_ms = (unsigned)v * 1000u;
+            break;
         case OPT_CONNECT:
             if (tf_parse_ulong(optarg, 1, 3600, &v) < 0)
                 goto bad;
@@ -477,103 +462,40 @@ int main(int argc, char **argv)
         opts.backend_name = backend_name ? backend_name : bhost;
     }
 
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIG_DONE);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    main_thread = pthread_self();
     signal(SIGPIPE, SIG_IGN);     /* a splice into a socket reset meanwhile */
-
     slots = calloc(threads, sizeof(*slots));
     if (!slots)
         goto out;
-    for (unsigned i = 0; i < threads; i++)
-        pthread_mutex_init(&slots[i].lock, NULL);
     for (unsigned i = 0; i < threads; i++) {
         struct worker_slot *s = &slots[i];
-        s->index = (int)i;
         s->cfg = cfg;
         s->host = lhost;
         s->w.opts = &opts;
-        snprintf(s->port, sizeof(s->port), "%s", i == 0 ? lport : slots[0].port);
-        if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
-            fprintf(stderr, PROG ": pthread_create failed\n");
-            stop_workers(slots, started, 2);
-            break;
-        }
-        started++;
-        if (wait_ready(s) < 0) {
-            stop_workers(slots, started, 2);
-            break;
-        }
-        if (i == 0)
-            snprintf(s->port, sizeof(s->port), "%d", s->bound_port);
     }
-    if (atomic_load(&tf_proxy_stop))
-        goto join;
-
-    printf("listening on %s:%d\n", lhost, slots[0].bound_port);
-    fflush(stdout);
-
-    double start = tf_now_s(), next_stats = start + (double)stats_interval;
-    int signals = 0;
-    for (;;) {
-        int sig;
-        if (stats_interval && !signals) {
-            double wait = next_stats - tf_now_s();
-            if (wait < 0)
-                wait = 0;
-            struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-            sig = sigtimedwait(&sigs, NULL, &ts);
-        } else {
-            sig = sigwaitinfo(&sigs, NULL);
-        }
-        if (sig == SIGINT || sig == SIGTERM) {
-            signals++;
-            stop_workers(slots, started, signals > 1 ? 2 : 1);
-        }
-        if (signals) {
-            unsigned done = 0;
-            for (unsigned i = 0; i < started; i++)
-                done += (unsigned)atomic_load(&slots[i].done);
-            if (done == started)
-                break;
-            continue;
-        }
-        if (stats_interval && tf_now_s() >= next_stats) {
-            print_stats(slots, started, tf_now_s() - start);
-            next_stats += (double)stats_interval;
-        }
-    }
-    if (stats_interval)
-        print_stats(slots, started, tf_now_s() - start);
-    {   /* the data path's own counts, always printed at exit */
+    snprintf(slots[0].port, sizeof(slots[0].port), "%s", lport);
+    struct tf_workers ws = {
+        .slots = slots, .slot_size = sizeof(*slots), .n = (unsigned)threads, .main = worker_main,
+        .stop = on_stop, .started = on_started, .stats = print_stats, .prog = PROG,
+        .stats_interval = (unsigned)stats_interval, .stop_level = &tf_proxy_stop,
+    };
+    if (tf_workers_start(&ws) == 0) {
+        printf("listening on %s:%d\n", lhost, slots[0].bound_port);
+        fflush(stdout);
+        tf_workers_wait(&ws);
+        /* the data path's own counts, always printed at exit */
         tlsflow_loop_stats t = { 0, 0, 0, 0 };
         unsigned long long moved = 0;
-        for (unsigned i = 0; i < started; i++) {
+        for (unsigned i = 0; i < ws.count; i++) {
             t.submissions += slots[i].w.loop_stats.submissions;
             t.enters += slots[i].w.loop_stats.enters;
             t.plaintext_copied += slots[i].w.loop_stats.plaintext_copied;
             t.ciphertext_copied += slots[i].w.loop_stats.ciphertext_copied;
             moved += atomic_load(&slots[i].w.stats.bytes_up) + atomic_load(&slots[i].w.stats.bytes_down);
         }
-        double mib = (double)moved / (1024.0 * 1024.0);
-        fprintf(stderr, PROG ": io_uring submissions %llu (%.2f per MiB moved), io_uring_enter %llu "
-                "(%.2f per MiB), plaintext copied in userspace %llu bytes (%.3f per payload byte), "
-                "received bytes copied from the buffer ring %llu\n",
-                t.submissions, mib > 0 ? (double)t.submissions / mib : 0.0, t.enters,
-                mib > 0 ? (double)t.enters / mib : 0.0, t.plaintext_copied,
-                moved ? (double)t.plaintext_copied / (double)moved : 0.0, t.ciphertext_copied);
+        tf_print_loop_counters(PROG, &t, moved, "moved");
+        ret = 0;
     }
-    ret = 0;
-join:
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(slots[i].thread, NULL);
-    if (slots)
-        for (unsigned i = 0; i < threads; i++)
-            pthread_mutex_destroy(&slots[i].lock);
+    tf_workers_join(&ws);
 out:
     free(slots);
     if (cfg)

@@ -19,11 +19,15 @@ struct proxy_opts {
     int           proxy_v2;              /* --proxy-protocol v2 */
     unsigned      idle_ms;               /* no byte moved either way for this: both reset */
     unsigned      connect_ms;            /* the backend's connect must finish within this */
+    unsigned      send_ms;               /* a direction whose sending toward its peer made no
+                                            progress for this: close_notify tried, then both
+                                            reset (0 = off) */
 };
 
 /* Counters of one worker, read by the main thread for the stats line. */
 struct proxy_stats {
     atomic_ullong accepted, failed, active, backend_failed;
+    atomic_ullong send_timeouts;         /* connections ended by --send-timeout */
     atomic_ullong bytes_up, bytes_down;  /* client -> backend, backend -> client */
     atomic_ullong ktls_tx, ktls_rx;      /* open client flows whose direction the kernel holds */
 };

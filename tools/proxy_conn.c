@@ -15,7 +15,17 @@
  *
  * The backend connect never blocks the loop: a non-blocking connect(), whose
  * end the worker's connector thread waits for and posts (proxy_connect.c);
- * the connection holds itself (flows) until that end has come. */
+ * the connection holds itself (flows) until that end has come.
+ *
+ * Send timeout: a splice toward a peer that does not read stays in flight
+ * with no completion, so the idle timer cannot see it.  A watch timer looks
+ * at each direction's destination socket every quarter of --send-timeout:
+ * it made progress when it polls writable (what waits, waits for its
+ * source), its peer acknowledged more bytes (a slow but steady reader), or
+ * one of its splices completed; none of these for the whole timeout ends the
+ * connection (close_notify tried on the TLS legs for STUCK_GRACE_MS, then
+ * both reset). */
+#include "common.h"
 #include "proxy.h"
 
 #include <arpa/inet.h>
@@ -28,6 +38,7 @@
 #include <unistd.h>
 
 #define CHUNK (1u << 20)
+#define STUCK_GRACE_MS 1000u   /* after a send timeout, how long close_notify may take */
 
 atomic_int tf_proxy_stop;
 
@@ -52,14 +63,18 @@ struct dir {
     int            is_from_pending;/* splice_from(dst) in flight */
     int            is_src_ended;   /* TLS -> TLS: splice_to saw EOF, pipe[1] closed */
     int            is_up;          /* client -> backend */
+    double         progress_at;    /* the last time its sending was seen to move */
+    uint64_t       acked_seen;     /* the destination's tcpi_bytes_acked at the last look */
 };
 
 /* The connection's life:
  *  C_CONNECTING  the backend socket's connect (then, TLS backend, its handshake).
  *  C_RUNNING     both directions move.
+ *  C_STUCK       a send timeout: close_notify tried on the TLS legs, reset
+ *                when they answered or after STUCK_GRACE_MS.
  *  C_ENDED       both ended cleanly or it was reset: legs freed, waiting for
  *                the flows' releases. */
-enum conn_phase { C_CONNECTING, C_RUNNING, C_ENDED };
+enum conn_phase { C_CONNECTING, C_RUNNING, C_STUCK, C_ENDED };
 
 struct pconn {
     struct pworker *w;
@@ -71,7 +86,9 @@ struct pconn {
     struct tf_connect_req creq;     /* the connect, while the connector has it */
     int             flows;          /* flows not yet released */
     int             ktls_tx, ktls_rx;
-    tlsflow_timer  *idle;
+    tlsflow_timer  *idle;           /* idle timeout; in C_STUCK the close_notify's grace */
+    tlsflow_timer  *watch;          /* --send-timeout: the looks at the sending */
+    int             stuck_closes;   /* C_STUCK: close_notify attempts not answered yet */
     int             is_counted;     /* in stats.active */
 };
 
@@ -133,6 +150,7 @@ static void conn_free(struct pconn *c)
     close_fd(&c->down.pipe[0]);
     close_fd(&c->down.pipe[1]);
     tlsflow_timer_free(c->idle);
+    tlsflow_timer_free(c->watch);
     unlink_conn(c);
     free(c);
     if (w->loop && w->is_stopping && !w->conns)
@@ -158,6 +176,7 @@ static void conn_end(struct pconn *c, int reset)
     c->phase = C_ENDED;
     uncount(c);
     tlsflow_timer_stop(c->idle);
+    tlsflow_timer_stop(c->watch);
     if (reset) {
         reset_fd(c->client.fd);
         reset_fd(c->backend.fd);
@@ -186,6 +205,96 @@ static void on_idle(tlsflow_timer *t, void *arg)
 {
     (void)t;
     conn_reset(arg, "idle timeout", NULL);
+}
+
+/* ---- Send timeout ---- */
+
+static void on_stuck_over(tlsflow_timer *t, void *arg)
+{
+    (void)t;
+    conn_reset(arg, "send timeout", NULL);
+}
+
+static void on_stuck_closed(tlsflow *f, const tlsflow_result *r, void *arg)
+{
+    struct pconn *c = arg;
+
+    (void)f;
+    (void)r;
+    if (c->phase == C_STUCK && --c->stuck_closes == 0)
+        conn_reset(c, "send timeout", NULL);
+}
+
+static void stuck_close(struct pconn *c, tlsflow *f)
+{
+    /* A flow whose close is already under way (a direction closing) says
+     * -EINVAL: the grace covers it. */
+    if (f && tlsflow_close(f, on_stuck_closed, c) == 0)
+        c->stuck_closes++;
+}
+
+static void send_timed_out(struct pconn *c)
+{
+    atomic_fetch_add_explicit(&c->w->stats.send_timeouts, 1, memory_order_relaxed);
+    c->phase = C_STUCK;
+    tlsflow_timer_stop(c->watch);
+    stuck_close(c, c->client.flow);
+    stuck_close(c, c->backend.flow);
+    if (!c->stuck_closes ||
+        tlsflow_timer_start(c->idle, STUCK_GRACE_MS, 0, on_stuck_over, c) < 0)
+        conn_reset(c, "send timeout", NULL);
+}
+
+/* Whether d's sending made no progress for the whole timeout; a look that
+ * sees it move restarts the count. */
+static int dir_is_stuck(struct dir *d, double now)
+{
+    struct tf_send_look l = { 0 };
+    int fd = d->dst->flow ? tlsflow_fd(d->dst->flow) : d->dst->fd;
+    int has_look = d->phase != DIR_DONE && fd >= 0 && tf_send_look(fd, &l) == 0;
+
+    if (!has_look || l.is_writable || l.has_error || l.acked != d->acked_seen) {
+        if (has_look)
+            d->acked_seen = l.acked;
+        d->progress_at = now;
+        return 0;
+    }
+    return (now - d->progress_at) * 1000.0 >= (double)d->c->w->opts->send_ms;
+}
+
+static void on_watch(tlsflow_timer *t, void *arg)
+{
+    struct pconn *c = arg;
+    double now = tf_now_s();
+
+    (void)t;
+    if (c->phase != C_RUNNING)
+        return;
+    /* Both looked at: each keeps its own count. */
+    int up = dir_is_stuck(&c->up, now), down = dir_is_stuck(&c->down, now);
+    if (up || down)
+        send_timed_out(c);
+}
+
+static void watch_start(struct pconn *c)
+{
+    unsigned ms = c->w->opts->send_ms / 4;
+    double now = tf_now_s();
+
+    if (!c->w->opts->send_ms)
+        return;
+    if (ms < 50)
+        ms = 50;
+    c->up.progress_at = c->down.progress_at = now;
+    if (tlsflow_timer_start(c->watch, ms, ms, on_watch, c) < 0)
+        conn_reset(c, "watch timer", NULL);
+}
+
+/* A splice toward d's destination completed. */
+static void sent(struct dir *d)
+{
+    if (d->c->w->opts->send_ms)
+        d->progress_at = tf_now_s();
 }
 
 static void touch(struct pconn *c)
@@ -253,8 +362,10 @@ static void on_to(tlsflow *f, const tlsflow_result *r, void *arg)
     d->is_to_pending = 0;
     if (c->phase != C_RUNNING)
         return;
-    if (d->pipe[1] < 0)
+    if (d->pipe[1] < 0) {
         count_bytes(d, r->len);
+        sent(d);
+    }
     touch(c);
     if (r->status == TLSFLOW_OK && r->len == CHUNK) {
         dir_issue(d);
@@ -290,6 +401,7 @@ static void on_from(tlsflow *f, const tlsflow_result *r, void *arg)
     if (c->phase != C_RUNNING)
         return;
     count_bytes(d, r->len);
+    sent(d);
     touch(c);
     if (r->status == TLSFLOW_OK && r->len == CHUNK)
         dir_issue(d);
@@ -364,6 +476,9 @@ static void conn_run(struct pconn *c)
             atomic_fetch_add_explicit(&c->w->stats.ktls_rx, 1, memory_order_relaxed);
     }
     touch(c);
+    watch_start(c);
+    if (c->phase != C_RUNNING)
+        return;
     dir_issue(&c->up);
     dir_issue(&c->down);
 }
@@ -530,6 +645,11 @@ static struct pconn *conn_new(struct pworker *w)
         free(c);
         return NULL;
     }
+    if (w->opts->send_ms && tlsflow_timer_new(w->loop, &c->watch) < 0) {
+        tlsflow_timer_free(c->idle);
+        free(c);
+        return NULL;
+    }
     c->w = w;
     c->client.fd = c->backend.fd = c->connect_fd = -1;
     c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
@@ -605,7 +725,7 @@ void tf_proxy_release_all(struct pworker *w)
         struct pconn *c = w->conns;
         c->flows = 0;
         c->phase = C_ENDED;
-        c->idle = NULL;           /* freed with the loop */
+        c->idle = c->watch = NULL;   /* freed with the loop */
         conn_free(c);
     }
 }

@@ -13,6 +13,7 @@
  * one tlsflow timer per connection (serve_conn.c), not a sweep; the shutdown
  * grace period is one more. */
 #include "common.h"
+#include "workers.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -31,7 +32,6 @@
 #include <unistd.h>
 
 #define PROG "tlsflow-serve"
-#define SIG_DONE SIGUSR1    /* a worker to the main thread: I have finished */
 
 static const char usage[] =
 "usage: " PROG " (--cert FILE --key FILE | --self-signed) (--echo | --root DIR) [options]\n"
@@ -86,35 +86,23 @@ struct reload {
 };
 
 struct worker_slot {
-    struct worker w;              /* first: a post's worker is its slot */
-    pthread_t thread;
-    int index;
+    struct tf_worker base;        /* first (workers.h): thread, start-up, posts' lock */
+    struct worker w;
     const tlsflow_config *cfg;
     const char *host;
     char port[16];
-    /* start-up hand-shake with the main thread */
-    int ready;             /* 1 listening, -1 failed */
     int bound_port;
-    atomic_int done;       /* the worker has finished */
-    /* The main thread posts to w.loop only under lock while is_running:
-     * the worker clears it under lock before freeing the loop. */
-    pthread_mutex_t lock;
-    int is_running;
-    struct reload *reload;   /* under lock: the config its next reload post installs */
+    struct reload *reload;   /* under base.lock: the config its next reload post installs */
 };
 
-static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t  start_cond = PTHREAD_COND_INITIALIZER;
-static unsigned grace_s = 5;
-static pthread_t main_thread;
+/* What the main thread's SIGHUP needs. */
+struct serve_main {
+    const struct tf_tls_opts *tls;
+    struct reload *reloads;
+    int self_signed;
+};
 
-static void set_ready(struct worker_slot *s, int ready)
-{
-    pthread_mutex_lock(&start_lock);
-    s->ready = ready;
-    pthread_cond_broadcast(&start_cond);
-    pthread_mutex_unlock(&start_lock);
-}
+static unsigned grace_s = 5;
 
 static void *worker_main(void *arg)
 {
@@ -124,46 +112,41 @@ static void *worker_main(void *arg)
     int ret = tlsflow_loop_new(&w->loop, 0);
 
     if (ret < 0) {
-        fprintf(stderr, PROG ": thread %d: tlsflow_loop_new: %s\n", s->index, strerror(-ret));
-        set_ready(s, -1);
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_new: %s\n", s->base.index, strerror(-ret));
+        tf_worker_failed(&s->base);
         return NULL;
     }
-    if (s->index == 0)
+    if (s->base.index == 0)
         fprintf(stderr, PROG ": io_uring set-up: %s\n", tlsflow_loop_ring_setup(w->loop));
     ret = tlsflow_listen(w->loop, s->cfg, s->host, s->port, tf_serve_accept, w, &lst);
     if (ret < 0) {
-        fprintf(stderr, PROG ": thread %d: listen on %s:%s: %s%s\n", s->index, s->host, s->port,
-                strerror(-ret), s->index > 0 && ret == -EADDRINUSE
+        fprintf(stderr, PROG ": thread %d: listen on %s:%s: %s%s\n", s->base.index, s->host, s->port,
+                strerror(-ret), s->base.index > 0 && ret == -EADDRINUSE
                     ? " (the library did not set SO_REUSEPORT on the listening socket)" : "");
         tlsflow_loop_free(w->loop);
         w->loop = NULL;
-        set_ready(s, -1);
+        tf_worker_failed(&s->base);
         return NULL;
     }
     s->bound_port = tlsflow_listener_port(lst);
     w->listener = lst;
     ret = tlsflow_timer_new(w->loop, &w->grace);
     if (ret < 0) {
-        fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->index, strerror(-ret));
+        fprintf(stderr, PROG ": thread %d: tlsflow_timer_new: %s\n", s->base.index, strerror(-ret));
         tlsflow_loop_free(w->loop);
         w->loop = NULL;
-        set_ready(s, -1);
+        tf_worker_failed(&s->base);
         return NULL;
     }
-    pthread_mutex_lock(&s->lock);
-    s->is_running = 1;
-    pthread_mutex_unlock(&s->lock);
-    set_ready(s, 1);
+    tf_worker_started(&s->base, w->loop);
 
     /* Until the stop post has run and every connection is released, or the
      * grace is over (on_stop); the listener keeps it going till then. */
     ret = tlsflow_loop_run(w->loop);
     if (ret < 0)
-        fprintf(stderr, PROG ": thread %d: tlsflow_loop_run: %s\n", s->index, strerror(-ret));
+        fprintf(stderr, PROG ": thread %d: tlsflow_loop_run: %s\n", s->base.index, strerror(-ret));
 
-    pthread_mutex_lock(&s->lock);
-    s->is_running = 0;   /* no post from here on */
-    pthread_mutex_unlock(&s->lock);
+    tf_worker_stopping(&s->base);   /* no post from here on */
     if (w->listener)
         tlsflow_listener_close(w->listener);
     tf_serve_kill_all(w);   /* what the grace left, or after an error */
@@ -171,8 +154,7 @@ static void *worker_main(void *arg)
     tlsflow_loop_free(w->loop);   /* frees the grace timer too */
     w->loop = NULL;
     tf_serve_release_all(w);
-    atomic_store(&s->done, 1);
-    pthread_kill(main_thread, SIG_DONE);
+    tf_worker_done(&s->base);
     return NULL;
 }
 
@@ -190,7 +172,7 @@ static void on_grace_over(tlsflow_timer *t, void *arg)
  * handshakes still under way are not waited for. */
 static void on_stop(void *arg)
 {
-    struct worker *w = arg;
+    struct worker *w = &((struct worker_slot *)arg)->w;
     if (!w->is_stopping) {
         w->is_stopping = 1;
         tlsflow_listener_close(w->listener);
@@ -213,14 +195,14 @@ static void on_reload(void *arg)
     struct reload *r;
     int ret;
 
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->base.lock);
     r = s->reload;
     s->reload = NULL;
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->base.lock);
     if (!r)
         return;
     if (s->w.listener && (ret = tlsflow_listener_set_config(s->w.listener, r->cfg)) < 0)
-        fprintf(stderr, PROG ": thread %d: reload: %s\n", s->index, strerror(-ret));
+        fprintf(stderr, PROG ": thread %d: reload: %s\n", s->base.index, strerror(-ret));
     atomic_fetch_sub(&r->pending, 1);
 }
 
@@ -298,8 +280,8 @@ static void reload(const struct tf_tls_opts *tls, struct worker_slot *slots, uns
     r->cfg = cfg;
     for (unsigned i = 0; i < n; i++) {
         struct worker_slot *s = &slots[i];
-        pthread_mutex_lock(&s->lock);
-        if (s->is_running) {
+        pthread_mutex_lock(&s->base.lock);
+        if (s->base.is_running) {
             if (s->reload)     /* an older reload it never took: that one is done with it */
                 atomic_fetch_sub(&s->reload->pending, 1);
             s->reload = r;
@@ -307,41 +289,20 @@ static void reload(const struct tf_tls_opts *tls, struct worker_slot *slots, uns
             if (tlsflow_loop_post(s->w.loop, on_reload, s) < 0) {
                 s->reload = NULL;
                 atomic_fetch_sub(&r->pending, 1);
-                fprintf(stderr, PROG ": thread %d: reload not posted (out of memory)\n", s->index);
+                fprintf(stderr, PROG ": thread %d: reload not posted (out of memory)\n", s->base.index);
             }
         }
-        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->base.lock);
     }
     r->next = *list;
     *list = r;
     log_loaded("reloaded", tls);
 }
 
-/* Posts the stop to every worker still running its loop. */
-static void stop_workers(struct worker_slot *slots, unsigned n, int level)
+static void print_stats(struct tf_workers *ws, double elapsed)
 {
-    atomic_store(&tf_serve_stop, level);
-    for (unsigned i = 0; i < n; i++) {
-        struct worker_slot *s = &slots[i];
-        pthread_mutex_lock(&s->lock);
-        if (s->is_running && tlsflow_loop_post(s->w.loop, on_stop, &s->w) < 0)
-            tlsflow_loop_stop(s->w.loop);   /* no memory for the post: drop everything */
-        pthread_mutex_unlock(&s->lock);
-    }
-}
-
-static int wait_ready(struct worker_slot *s)
-{
-    pthread_mutex_lock(&start_lock);
-    while (s->ready == 0)
-        pthread_cond_wait(&start_cond, &start_lock);
-    int r = s->ready;
-    pthread_mutex_unlock(&start_lock);
-    return r;
-}
-
-static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
-{
+    struct worker_slot *slots = ws->slots;
+    unsigned n = ws->count;
     unsigned long long acc = 0, fail = 0, act = 0, req = 0, in = 0, out = 0, tx = 0, rx = 0;
     for (unsigned i = 0; i < n; i++) {
         struct serve_stats *st = &slots[i].w.stats;
@@ -359,6 +320,27 @@ static void print_stats(struct worker_slot *slots, unsigned n, double elapsed)
             elapsed, act, acc, fail, req, (double)in / 1e6, (double)out / 1e6,
             act ? 100.0 * (double)tx / (double)act : 0.0,
             act ? 100.0 * (double)rx / (double)act : 0.0);
+}
+
+/* The first worker picked the port (0 = any): the others join it. */
+static void on_started(struct tf_workers *ws, void *slot)
+{
+    struct worker_slot *s = slot, *slots = ws->slots;
+
+    if (s->base.index == 0)
+        for (unsigned i = 0; i < ws->n; i++)
+            snprintf(slots[i].port, sizeof(slots[i].port), "%d", s->bound_port);
+}
+
+static void on_hup(struct tf_workers *ws, int sig)
+{
+    struct serve_main *sm = ws->ctx;
+
+    (void)sig;
+    if (sm->self_signed)
+        fprintf(stderr, PROG ": SIGHUP: --self-signed has no files to reload\n");
+    else
+        reload(sm->tls, ws->slots, ws->count, &sm->reloads);
 }
 
 enum { OPT_CERT = 256, OPT_KEY, OPT_SELF, OPT_HOST, OPT_PORT, OPT_ECHO, OPT_ROOT, OPT_THREADS,
@@ -404,8 +386,7 @@ int main(int argc, char **argv)
     char ticket_path[64];
     tlsflow_config *cfg = NULL;
     struct worker_slot *slots = NULL;
-    struct reload *reloads = NULL;
-    unsigned started = 0;
+    struct serve_main sm = { 0 };
 
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (opt) {
@@ -532,114 +513,45 @@ int main(int argc, char **argv)
         log_loaded("loaded", &tls);
     }
 
-    /* Signals go to the main thread only: block them before any thread starts. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIG_DONE);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    main_thread = pthread_self();
     signal(SIGPIPE, SIG_IGN);
-
     slots = calloc(threads, sizeof(*slots));
     if (!slots)
         goto out;
-    for (unsigned i = 0; i < threads; i++)
-        pthread_mutex_init(&slots[i].lock, NULL);
     for (unsigned i = 0; i < threads; i++) {
         struct worker_slot *s = &slots[i];
-        s->index = (int)i;
         s->cfg = cfg;
         s->host = host;
         s->w.opts = &opts;
-        /* the first worker picks the port (0 = any), the others join it */
-        snprintf(s->port, sizeof(s->port), "%s", i == 0 ? port : slots[0].port);
-        if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
-            fprintf(stderr, PROG ": pthread_create failed\n");
-            stop_workers(slots, started, 2);
-            break;
-        }
-        started++;
-        if (wait_ready(s) < 0) {
-            stop_workers(slots, started, 2);
-            break;
-        }
-        if (i == 0)
-            snprintf(s->port, sizeof(s->port), "%d", s->bound_port);
     }
-    if (atomic_load(&tf_serve_stop))
-        goto join;
-
-    printf("listening on %s:%d\n", host, slots[0].bound_port);
-    fflush(stdout);
-
-    double start = tf_now_s(), next_stats = start + (double)stats_interval;
-    int signals = 0;
-    for (;;) {
-        /* statistics due, a signal, or a worker's SIG_DONE: nothing polls */
-        int sig;
-        if (stats_interval && !signals) {
-            double wait = next_stats - tf_now_s();
-            if (wait < 0)
-                wait = 0;
-            struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-            sig = sigtimedwait(&sigs, NULL, &ts);
-        } else {
-            sig = sigwaitinfo(&sigs, NULL);
-        }
-        if (sig == SIGINT || sig == SIGTERM) {
-            signals++;
-            stop_workers(slots, started, signals > 1 ? 2 : 1);
-        }
-        if (sig == SIGHUP && !signals) {
-            if (self_signed)
-                fprintf(stderr, PROG ": SIGHUP: --self-signed has no files to reload\n");
-            else
-                reload(&tls, slots, started, &reloads);
-        }
-        if (signals) {
-            unsigned done = 0;
-            for (unsigned i = 0; i < started; i++)
-                done += (unsigned)atomic_load(&slots[i].done);
-            if (done == started)
-                break;
-            continue;
-        }
-        if (stats_interval && tf_now_s() >= next_stats) {
-            print_stats(slots, started, tf_now_s() - start);
-            next_stats += (double)stats_interval;
-        }
-    }
-    if (stats_interval)
-        print_stats(slots, started, tf_now_s() - start);
-    {   /* the data path's own counts, always printed at exit */
+    /* the first worker picks the port (0 = any), the others join it */
+    snprintf(slots[0].port, sizeof(slots[0].port), "%s", port);
+    sm.tls = &tls;
+    sm.self_signed = self_signed;
+    struct tf_workers ws = {
+        .slots = slots, .slot_size = sizeof(*slots), .n = (unsigned)threads, .main = worker_main,
+        .stop = on_stop, .started = on_started, .stats = print_stats, .on_signal = on_hup,
+        .ctx = &sm, .prog = PROG, .stats_interval = (unsigned)stats_interval,
+        .stop_level = &tf_serve_stop,
+    };
+    if (tf_workers_start(&ws) == 0) {
+        printf("listening on %s:%d\n", host, slots[0].bound_port);
+        fflush(stdout);
+        tf_workers_wait(&ws);
+        /* the data path's own counts, always printed at exit */
         tlsflow_loop_stats t = { 0, 0, 0, 0 };
         unsigned long long out = 0;
-        for (unsigned i = 0; i < started; i++) {
+        for (unsigned i = 0; i < ws.count; i++) {
             t.submissions += slots[i].w.loop_stats.submissions;
             t.enters += slots[i].w.loop_stats.enters;
             t.plaintext_copied += slots[i].w.loop_stats.plaintext_copied;
             t.ciphertext_copied += slots[i].w.loop_stats.ciphertext_copied;
             out += atomic_load(&slots[i].w.stats.bytes_out);
         }
-        double mib = (double)out / (1024.0 * 1024.0);
-        fprintf(stderr, PROG ": io_uring submissions %llu (%.2f per MiB out), io_uring_enter %llu "
-                "(%.2f per MiB), plaintext copied in userspace %llu bytes (%.3f per payload byte), "
-                "received bytes copied from the buffer ring %llu\n",
-                t.submissions, mib > 0 ? (double)t.submissions / mib : 0.0, t.enters,
-                mib > 0 ? (double)t.enters / mib : 0.0, t.plaintext_copied,
-                out ? (double)t.plaintext_copied / (double)out : 0.0, t.ciphertext_copied);
+        tf_print_loop_counters(PROG, &t, out, "out");
+        ret = 0;
     }
-    ret = 0;
-join:
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(slots[i].thread, NULL);
-    reloads_sweep(&reloads, 1);
-    if (slots)
-        for (unsigned i = 0; i < threads; i++)
-            pthread_mutex_destroy(&slots[i].lock);
+    tf_workers_join(&ws);
+    reloads_sweep(&sm.reloads, 1);
 out:
     free(slots);
     if (cfg)

@@ -233,6 +233,18 @@ bool tf_peer_log_contains(const tf_peer *p, const char *needle)
     return has;
 }
 
+char *tf_peer_term_log(tf_peer *p)
+{
+    int st;
+
+    tf_peer_kill(p, SIGTERM);
+    st = tf_peer_wait(p, 10000);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+        fail_msg("%s did not exit cleanly on SIGTERM (status %d):\n%s", tf_peer_cmd(p), st,
+                 tf_peer_log(p));
+    return tf_peer_log(p);
+}
+
 int tf_peer_wait_log(tf_peer *p, const char *needle, int timeout_ms)
 {
     long long end = tf_now_ms() + tf_ms(timeout_ms);

@@ -108,6 +108,9 @@ int   tf_peer_wait(tf_peer *p, int timeout_ms);
 bool  tf_peer_exited(tf_peer *p);
 /* Its log so far (stderr, and stdout unless captured); malloc'ed, NUL-terminated. */
 char *tf_peer_log(const tf_peer *p);
+/* SIGTERM to a server peer, which must exit 0 within 10 s (else the test
+ * fails): its whole log, malloc'ed.  The peer is not freed (tf_peer_stop). */
+char *tf_peer_term_log(tf_peer *p);
 bool  tf_peer_log_contains(const tf_peer *p, const char *needle);
 const char *tf_peer_cmd(const tf_peer *p);   /* its command line, for messages */
 /* Waits until the log contains needle: 0, or -1 after timeout_ms or the peer's exit. */

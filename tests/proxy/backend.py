@@ -7,7 +7,7 @@ event on stdout (flushed), which the test reads from the peer's log.
   count       reads to EOF, answers "<n>\\n", closes
   hello       sends "hello\\n", shuts its sending side, reads to EOF, prints "got <n>"
   reset N     reads N bytes, then resets the connection (SO_LINGER 0)
-  flood       sends until the peer goes; prints "peer gone: <error>"
+  flood       sends until the peer goes; prints "peer gone: <error> after <n> bytes"
   proxyv2     reads a PROXY v2 header, prints it, then echoes as `echo`
 """
 import asyncio
@@ -107,11 +107,13 @@ def reset(c):
 
 def flood(c):
     block = b"x" * 65536
+    n = 0
     try:
         while True:
             c.sendall(block)
+            n += len(block)
     except OSError as e:
-        say("peer gone:", e.strerror)
+        say("peer gone:", e.strerror, "after", n, "bytes")
 
 
 if mode == "echo":
