@@ -166,10 +166,11 @@ wait_port() {
     return 1
 }
 
-start_tlsflow() {
-    local k=off
+start_tlsflow() {   # start_tlsflow [--echo] [options]
+    local k=off what=(--root "$TMP/root")
     [ "$KTLS" = 1 ] && k=auto
-    "$SERVE" --cert "$CERT" --key "$KEY" --root "$TMP/root" --port 0 --threads 1 \
+    [ "${1:-}" = --echo ] && { what=(--echo); shift; }
+    "$SERVE" --cert "$CERT" --key "$KEY" "${what[@]}" --port 0 --threads 1 \
         --priority "$PRIO" --ktls $k --stats-interval 86400 --grace 1 "$@" \
         > "$TMP/serve.out" 2> "$TMP/serve.err" &
     SPID=$!
@@ -406,6 +407,31 @@ ring_sets() {
             add "ring $set" "1b enters/req" "$enters"
         done
     done
+    # receive bundles: an echo (64 KiB writes, 16 connections, tlsflow-bench)
+    # receives as much as it sends; with and without bundles
+    for set in coop,nobundle coop; do
+        for run in $(seq "$RUNS"); do
+            TLSFLOW_RING_FLAGS=$set start_tlsflow --echo
+            cpu0=$(cpu_ticks "$SPID")
+            out=$("$BENCH" throughput --host 127.0.0.1 --port "$PORT" --ca "$CA" --priority "$PRIO" \
+                    --echo --size 65536 --connections 16 --threads 2 --duration "$DURATION" --json 2>&1 || true)
+            cpu1=$(cpu_ticks "$SPID")
+            stop_server
+            bytes=$(echo "$out" | json_field bytes)
+            rps=$(echo "$out" | json_field mb_per_s)
+            echo "$out" | grep -q '"errors":0,' || rps=nan bytes=0
+            cpugb=$(awk -v t=$((cpu1 - cpu0)) -v k="$TICK" -v b="${bytes:-0}" 'BEGIN {if (b > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}')
+            line=$(grep -m1 'io_uring submissions' "$TMP/serve.err" || true)
+            subs=$(echo "$line" | sed -n 's/.*submissions [0-9]* (\([0-9.]*\) per MiB out).*/\1/p')
+            enters=$(echo "$line" | sed -n 's/.*io_uring_enter [0-9]* (\([0-9.]*\) per MiB).*/\1/p')
+            [ "$rps" = nan ] && subs=nan enters=nan
+            say "ring $set echo 64k c=16 run $run: ${rps:-nan} MB/s, server cpu $cpugb s/GB, submissions ${subs:-nan}/MiB, io_uring_enter ${enters:-nan}/MiB"
+            add "echo $set" "MB/s" "${rps:-nan}"
+            add "echo $set" "cpu" "$cpugb"
+            add "echo $set" "subs/MiB" "${subs:-nan}"
+            add "echo $set" "enters/MiB" "${enters:-nan}"
+        done
+    done
 }
 
 # --profile: tlsflow-serve serving 1m.bin to 16 wrk connections
@@ -425,6 +451,19 @@ profile_tlsflow() {
         say "by object:"
         perf report -i "$TMP/perf.data" --stdio --no-children --sort dso --percent-limit 1 2>/dev/null |
             grep -v '^#' | grep -v '^ *$' | head -n 10 | sed 's/ *$//' | tee -a "$LOG"
+        say "by kind of work (share of the server's samples):"
+        perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0 2>/dev/null |
+            awk '$1 ~ /%$/ {
+                pct = $1 + 0; dso = $2; sym = $4
+                if (dso ~ /libgnutls|libnettle|libhogweed/) k = "AES-GCM, GHASH and the rest of GnuTLS"
+                else if (sym == "_copy_from_iter") k = "kernel: copy into socket buffers (send)"
+                else if (sym ~ /^(_copy_to_iter|copy_page_to_iter|filemap_)/) k = "kernel: file read into userspace (page cache)"
+                else if (dso ~ /libc/ && sym ~ /mem(move|cpy)/) k = "userspace memmove/memcpy (libc)"
+                else if (dso ~ /kernel/) k = "kernel: TCP/IP, io_uring, scheduling, the rest"
+                else if (dso ~ /tlsflow|liburing/) k = "tlsflow and liburing"
+                else k = "other"
+                share[k] += pct
+            } END { for (k in share) printf "%6.2f%%  %s\n", share[k], k }' | sort -rn | tee -a "$LOG"
         say "by symbol (GnuTLS/nettle have no symbols here: their addresses are split):"
         perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
             grep -v '^#' | grep -v '^ *$' | head -n 30 | sed 's/ *$//; s/ *- *- *$//' | tee -a "$LOG"
@@ -491,9 +530,19 @@ if [ "$ONLY" != nginx ]; then
         say "| $set | $(med "$k" "1m subs/MiB") | $(med "$k" "1m enters/MiB") | $(med "$k" "1m cpu") | $(med "$k" "1b req/s") | $(med "$k" "1b subs/req") | $(med "$k" "1b enters/req") |"
     done
     say ""
+    say "| echo, 64 KiB writes, c=16 | MB/s | server CPU s/GB | submissions/MiB | io_uring_enter/MiB |"
+    say "| --- | ---: | ---: | ---: | ---: |"
+    for set in coop,nobundle coop; do
+        k="echo $set"
+        say "| $set | $(med "$k" MB/s) | $(med "$k" cpu) | $(med "$k" subs/MiB) | $(med "$k" enters/MiB) |"
+    done
+    say ""
     say "plain: CQSIZE only (the loop before issue 11); coop: COOP_TASKRUN|TASKRUN_FLAG (the"
     say "default where the kernel has it); defer,regfd: SINGLE_ISSUER|DEFER_TASKRUN and a"
     say "registered ring fd (opt-in: ties the ring to one thread).  A fresh server per load."
+    say "Echo: each MiB the server sends it also received; coop takes receive bundles where the"
+    say "kernel has them (one receive fills up to 4 buffers of 32 KiB, within the flow's 64 KiB"
+    say "receive budget), coop,nobundle one buffer per receive; per MiB sent."
 fi
 
 # ---- targets: serving >= 1.0x nginx at c=1 and c=16 with no more CPU s/GB,
@@ -586,8 +635,8 @@ if [ "$WRITE" = 1 ]; then
             skip && /^$/ { skip = 0; next }
             { skip = 0; print }
             END { if (code) print "```" }'
-        # bench/memory.sh's and bench/proxy.sh's sections are their own: kept as they were
-        for own in memory.sh proxy.sh; do
+        # bench/memory.sh's, proxy.sh's and vm-counts.sh's sections are their own: kept as they were
+        for own in memory.sh proxy.sh vm-counts.sh; do
             if [ -f "$OUT" ] && grep -q "^<!-- $own: begin" "$OUT"; then
                 echo
                 sed -n "/^<!-- $own: begin/,/^<!-- $own: end/p" "$OUT"
