@@ -109,10 +109,11 @@ int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out); 
 /* How the loop's io_uring was set up: "coop" (COOP_TASKRUN, where the kernel
  * has it) or "plain", chosen by probe at tlsflow_loop_new; TLSFLOW_RING_FLAGS in
  * the environment forces a set: "defer" (SINGLE_ISSUER|DEFER_TASKRUN), "coop"
- * or "plain", optionally ",regfd" (a registered ring descriptor).  defer and
- * regfd tie the ring to the first thread that runs the loop: another's run is
- * -EEXIST, and that thread must also free it.  Valid as long as the loop;
- * NULL for NULL. */
+ * or "plain", optionally ",regfd" (a registered ring descriptor) and
+ * ",bundle"/",nobundle" (receive bundles, used by probe where the kernel has
+ * them: the string then ends in ",bundle").  defer and regfd tie the ring to
+ * the first thread that runs the loop: another's run is -EEXIST, and that
+ * thread must also free it.  Valid as long as the loop; NULL for NULL. */
 const char *tlsflow_loop_ring_setup(const tlsflow_loop *loop);
 /* Frees the loop; flows, listeners and timers still there are freed with it,
  * and posted tasks not yet run are dropped, all without their callbacks (no
