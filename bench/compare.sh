@@ -409,7 +409,7 @@ ring_sets() {
     done
     # receive bundles: an echo (64 KiB writes, 16 connections, tlsflow-bench)
     # receives as much as it sends; with and without bundles
-    for set in coop,nobundle coop; do
+    for set in coop coop,bundle; do
         for run in $(seq "$RUNS"); do
             TLSFLOW_RING_FLAGS=$set start_tlsflow --echo
             cpu0=$(cpu_ticks "$SPID")
@@ -532,7 +532,7 @@ if [ "$ONLY" != nginx ]; then
     say ""
     say "| echo, 64 KiB writes, c=16 | MB/s | server CPU s/GB | submissions/MiB | io_uring_enter/MiB |"
     say "| --- | ---: | ---: | ---: | ---: |"
-    for set in coop,nobundle coop; do
+    for set in coop coop,bundle; do
         k="echo $set"
         say "| $set | $(med "$k" MB/s) | $(med "$k" cpu) | $(med "$k" subs/MiB) | $(med "$k" enters/MiB) |"
     done
@@ -540,9 +540,10 @@ if [ "$ONLY" != nginx ]; then
     say "plain: CQSIZE only (the loop before issue 11); coop: COOP_TASKRUN|TASKRUN_FLAG (the"
     say "default where the kernel has it); defer,regfd: SINGLE_ISSUER|DEFER_TASKRUN and a"
     say "registered ring fd (opt-in: ties the ring to one thread).  A fresh server per load."
-    say "Echo: each MiB the server sends it also received; coop takes receive bundles where the"
-    say "kernel has them (one receive fills up to 4 buffers of 32 KiB, within the flow's 64 KiB"
-    say "receive budget), coop,nobundle one buffer per receive; per MiB sent."
+    say "Echo: each MiB the server sends it also received; coop,bundle asks for receive bundles"
+    say "(6.10: one receive may fill up to 4 buffers of 32 KiB, within the flow's 64 KiB receive"
+    say "budget), coop one buffer per receive; per MiB sent.  Bundles stay off unless asked for:"
+    say "they pay only where more than a buffer waits in the socket when a receive is made."
 fi
 
 # ---- targets: serving >= 1.0x nginx at c=1 and c=16 with no more CPU s/GB,

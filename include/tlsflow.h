@@ -110,8 +110,8 @@ int  tlsflow_loop_get_stats(const tlsflow_loop *loop, tlsflow_loop_stats *out); 
  * has it) or "plain", chosen by probe at tlsflow_loop_new; TLSFLOW_RING_FLAGS in
  * the environment forces a set: "defer" (SINGLE_ISSUER|DEFER_TASKRUN), "coop"
  * or "plain", optionally ",regfd" (a registered ring descriptor) and
- * ",bundle"/",nobundle" (receive bundles, used by probe where the kernel has
- * them: the string then ends in ",bundle").  defer and regfd tie the ring to
+ * ",bundle" (receive bundles, 6.10; the string then ends in ",bundle") or
+ * ",nobundle".  defer and regfd tie the ring to
  * the first thread that runs the loop: another's run is -EEXIST, and that
  * thread must also free it.  Valid as long as the loop; NULL for NULL. */
 const char *tlsflow_loop_ring_setup(const tlsflow_loop *loop);

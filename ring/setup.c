@@ -8,8 +8,8 @@
  * one set ("defer", "coop", "plain", each optionally followed by ",regfd" or
  * ",noregfd", ",bundle" or ",nobundle"); a forced set the kernel refuses
  * fails tlsflow_loop_new with the kernel's error.  Receive bundles (6.10:
- * one userspace receive fills several of the shared ring's buffers) are
- * used where the kernel has them.
+ * one userspace receive fills several of the shared ring's buffers) only on
+ * request (",bundle").
  *
  * Both single issuer and a registered descriptor tie the ring to a thread.
  * That thread is the one that first runs the loop (a loop may be made on one
@@ -65,7 +65,7 @@ static const struct ring_set sets[] = {
 #define NSETS (sizeof(sets) / sizeof(sets[0]))
 
 /* TLSFLOW_RING_FLAGS: *set (index), *regfd (asked for or not) and *bundle
- * (receive bundles: -1 by probe, 0 off, 1 required); -EINVAL for what it
+ * (receive bundles: -1 not said, 0 off, 1 required); -EINVAL for what it
  * does not say. */
 static int parse_forced(const char *s, int *set, bool *regfd, int *bundle)
 {
@@ -131,8 +131,10 @@ int tf_ring_setup(tlsflow_loop *loop, unsigned depth)
     }
     if (ret < 0)
         return ret;
-    /* Receive bundles where the kernel has them (6.10), unless turned off. */
-    loop->br_bundle = bundle != 0 && (p.features & IORING_FEAT_RECVSEND_BUNDLE);
+    /* Receive bundles (6.10) on request: measured, they did not cut the
+     * submissions per MiB of an echo (a receive finds one record waiting,
+     * BENCHMARKS.md), so the probe leaves them off. */
+    loop->br_bundle = bundle == 1 && (p.features & IORING_FEAT_RECVSEND_BUNDLE);
     if (bundle == 1 && !loop->br_bundle) {
         io_uring_queue_exit(&loop->ring);
         return -EOPNOTSUPP;   /* forced, and the kernel has none */

@@ -53,8 +53,11 @@ run_ctest() {   # run_ctest DIR LABEL-REGEX [ctest args]
 # The flow suites under each io_uring set-up that TLSFLOW_RING_FLAGS can
 # force (the tests lane ran them under the probed one).
 ring_sets() {
-    local set rc=0
-    for set in defer,regfd plain; do
+    local set rc=0 sets=(defer,regfd plain) kv
+    # receive bundles (on request only) where the kernel has them (6.10)
+    kv=$(uname -r | awk -F. '{printf "%d", $1 * 1000 + $2}')
+    [ "$kv" -ge 6010 ] && sets+=(coop,bundle)
+    for set in "${sets[@]}"; do
         echo "--- TLSFLOW_RING_FLAGS=$set"
         TLSFLOW_RING_FLAGS=$set run_ctest "$rel" 'unit|interop' -R '^(ring|faults|api|buf)_' || rc=1
     done
