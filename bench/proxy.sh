@@ -192,6 +192,7 @@ say ""
 say "| proxy | 1 MiB c=1 MB/s | 1 MiB c=16 MB/s | 100 MiB c=1 MB/s | 100 MiB c=16 MB/s | CPU s/GB (1 MiB c=16) | new conn/s (c=16) |"
 say "| --- | --- | --- | --- | --- | --- | --- |"
 IFS=, read -r -a names <<< "$ONLY"
+declare -A M   # M[proxy,column]: the medians of the table, for the targets
 for name in "${names[@]}"; do
     port=$(free_port)
     start_proxy "$name" "$port" || continue
@@ -214,6 +215,7 @@ for name in "${names[@]}"; do
         done
         med=$(median "${vals[@]}")
         printf '    %s %s c=%s MB/s: %s (median %s)\n' "$name" "${1%.bin}" "$2" "${vals[*]}" "$med" >> "$RUNLOG"
+        M[$name,${1%.bin} c=$2 MB/s]=$med
         row="$row | $med"
     done
     cpugb=$(median "${cpus[@]}")
@@ -226,6 +228,8 @@ for name in "${names[@]}"; do
     done
     hs=$(median "${vals[@]}")
     printf '    %s new conn/s (c=16): %s (median %s)\n' "$name" "${vals[*]}" "$hs" >> "$RUNLOG"
+    M[$name,CPU s/GB]=$cpugb
+    M[$name,new conn/s]=$hs
     row="$row | $cpugb | $hs |"
     say "$row"
     [ -s "$TMP/bench.err" ] && sed "s/^/    bench: /" "$TMP/bench.err" | sort -u | head -3 >&2 && : > "$TMP/bench.err"
@@ -239,6 +243,27 @@ say ""
 if [ -s "$RUNLOG" ]; then
     say "The runs (x: did not count, and why):"
     while IFS= read -r l; do say "$l"; done < "$RUNLOG"
+fi
+if [ -n "${M[tlsflow,new conn/s]:-}" ] && [ "${#names[@]}" -gt 1 ]; then
+    say "Targets: tlsflow-proxy against the best of the others (higher is better; CPU: lower):"
+    for col in "1m c=1 MB/s" "1m c=16 MB/s" "100m c=1 MB/s" "100m c=16 MB/s" "CPU s/GB" "new conn/s"; do
+        best='' who=''
+        for name in "${names[@]}"; do
+            [ "$name" = tlsflow ] && continue
+            v=${M[$name,$col]:-nan}
+            [ "$v" = nan ] && continue
+            if [ -z "$best" ] || awk -v v="$v" -v b="$best" -v c="$col" \
+                   'BEGIN {exit !(c == "CPU s/GB" ? v < b : v > b)}'; then
+                best=$v who=$name
+            fi
+        done
+        t=${M[tlsflow,$col]:-nan}
+        if [ -z "$best" ] || [ "$t" = nan ]; then say "- $col: no figure"; continue; fi
+        r=$(awk -v a="$t" -v b="$best" 'BEGIN {printf "%.2f", a / b}')
+        if [ "$col" = "CPU s/GB" ]; then ok=$(awk -v r="$r" 'BEGIN {print (r <= 1.0) ? "met" : "MISSED"}')
+        else ok=$(awk -v r="$r" 'BEGIN {print (r >= 1.0) ? "met" : "MISSED"}'); fi
+        say "- $ok $col: tlsflow $t, best other $who $best (${r}x)"
+    done
 fi
 say "stunnel4 runs a thread per connection (its build has no single-thread mode); hitch"
 say "--workers=1 is one worker process; HAProxy nbthread 1; tlsflow-proxy --threads 1."
