@@ -464,6 +464,15 @@ profile_tlsflow() {
                 else k = "other"
                 share[k] += pct
             } END { for (k in share) printf "%6.2f%%  %s\n", share[k], k }' | sort -rn | tee -a "$LOG"
+        say "What each copy is, userspace TLS (the kind above): the file's bytes are read from the"
+        say "page cache into a pooled buffer (the kernel's copy to userspace; the library counts"
+        say "it as plaintext copied, 1 per payload byte: encryption in userspace needs the bytes"
+        say "there); they are sealed from that buffer straight into the send buffer with"
+        say "GnuTLS's write key (handshake/seal.c: no pass through GnuTLS's record buffer, so no"
+        say "memmove of the ciphertext); the send copies the ciphertext into socket buffers."
+        say "GnuTLS's record API cannot do less (it encrypts into its own buffer and hands it to"
+        say "the push callback, which must take it); with the keys in the kernel no byte of a"
+        say "file enters userspace at all (the VM counts below)."
         say "by symbol (GnuTLS/nettle have no symbols here: their addresses are split):"
         perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
             grep -v '^#' | grep -v '^ *$' | head -n 30 | sed 's/ *$//; s/ *- *- *$//' | tee -a "$LOG"

@@ -104,12 +104,14 @@ static void *connector_main(void *arg)
             v = 0;             /* EAGAIN: a wake-up already taken */
         now = now_ms();
         for (pp = &mine, i = 1; (r = *pp); i++) {
+            struct tf_connect_req *after = r->next;
             int err = outcome(r, pfd[i].revents, now);
             r->err = err;
-            /* Delivered, it is the loop's again (a refused post is tried
-             * again next round). */
+            /* Posted, it is the loop's again: the loop may end and free the
+             * connection before the post call even returns, so r is not
+             * touched after it (a refused post is tried again next round). */
             if (err >= 0 && tlsflow_loop_post(k->loop, deliver, r) == 0)
-                *pp = r->next;
+                *pp = after;
             else
                 pp = &r->next;
         }
