@@ -76,7 +76,7 @@ int tf_tcp_connect(int port)
 
 void tf_tcp_pair(int *a, int *b)
 {
-    int port, l = tf_tcp_listen(&port);
+    int port = 0, l = tf_tcp_listen(&port);
 
     if (l < 0)
         fail_msg("listen on 127.0.0.1: %s", strerror(-l));

@@ -182,7 +182,7 @@ static void ktls_side(struct side *k)
     tf_ktls_alert alert;
     size_t got = 0, sent = 0;
     ssize_t r;
-    int ret, type;
+    int ret, type = -1;
 
     ret = tp_handshake(k->s);
     if (ret < 0)
