@@ -135,6 +135,12 @@ median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "nan"; else if (NR 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || a == "nan" || b == "nan" || b + 0 == 0) print "-"; else printf "%.2f\n", a/b}'; }
 json_field() { sed -n "s/.*\"$1\":\\([0-9.eE+-]*\\).*/\\1/p"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_per_gb TICKS BYTES: the server's CPU seconds per 10^9 bytes ("nan" for none)
+cpu_per_gb() { awk -v t="$1" -v k="$TICK" -v b="${2:-0}" 'BEGIN {if (b > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}'; }
+# wrk_bytes: the bytes wrk's output (stdin) says it read
+wrk_bytes() { to_bytes "$(sed -n 's/.* requests in .*, \([0-9.]*[KMGT]*B\) read.*/\1/p')"; }
+# serve_per_mib submissions|io_uring_enter: that count per MiB from tlsflow-serve's exit line
+serve_per_mib() { grep -m1 'io_uring submissions' "$TMP/serve.err" | sed -n "s/.*$1 [0-9]* (\([0-9.]*\) per MiB.*/\1/p"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 TICK=$(getconf CLK_TCK)
 
@@ -264,9 +270,9 @@ run_server() {  # run_server tlsflow|nginx
                 cpu0=$(cpu_ticks "$SPID")
                 out=$(wrk -t$t -c$c -d${DURATION}s "https://127.0.0.1:$PORT/$f" 2>&1)
                 cpu1=$(cpu_ticks "$SPID")
-                bytes=$(to_bytes "$(echo "$out" | sed -n 's/.* requests in .*, \([0-9.]*[KMGT]*B\) read.*/\1/p')")
+                bytes=$(echo "$out" | wrk_bytes)
                 mbs=$(awk -v b="$bytes" -v d="$DURATION" 'BEGIN {printf "%.1f", b / 1e6 / d}')
-                cpugb=$(awk -v t=$((cpu1 - cpu0)) -v k="$TICK" -v b="$bytes" 'BEGIN {if (b > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}')
+                cpugb=$(cpu_per_gb $((cpu1 - cpu0)) "$bytes")
                 say "$s wrk $f c=$c run $run: $mbs MB/s, server cpu $cpugb s/GB"
                 add $s "wrk $f c=$c MB/s" "$mbs"
                 add $s "wrk $f c=$c cpu" "$cpugb"
@@ -277,7 +283,7 @@ run_server() {  # run_server tlsflow|nginx
                 cpu1=$(cpu_ticks "$SPID")
                 bytes=$(echo "$out" | json_field bytes)
                 mbs=$(echo "$out" | json_field mb_per_s)
-                cpugb=$(awk -v t=$((cpu1 - cpu0)) -v k="$TICK" -v b="${bytes:-0}" 'BEGIN {if (b > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}')
+                cpugb=$(cpu_per_gb $((cpu1 - cpu0)) "${bytes:-0}")
                 say "$s tlsflow-bench $f c=$c run $run: ${mbs:-nan} MB/s, server cpu $cpugb s/GB$(echo "$out" | grep -q '"errors":0,' || echo " (failed: $(echo "$out" | tail -n 1 | cut -c1-200))")"
                 add $s "bench $f c=$c MB/s" "${mbs:-nan}"
                 add $s "bench $f c=$c cpu" "$cpugb"
@@ -375,12 +381,11 @@ ring_sets() {
             cpu0=$(cpu_ticks "$SPID")
             out=$(wrk -t2 -c16 -d${DURATION}s "https://127.0.0.1:$PORT/1m.bin" 2>&1)
             cpu1=$(cpu_ticks "$SPID")
-            bytes=$(to_bytes "$(echo "$out" | sed -n 's/.* requests in .*, \([0-9.]*[KMGT]*B\) read.*/\1/p')")
-            cpugb=$(awk -v t=$((cpu1 - cpu0)) -v k="$TICK" -v b="$bytes" 'BEGIN {if (b > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}')
+            bytes=$(echo "$out" | wrk_bytes)
+            cpugb=$(cpu_per_gb $((cpu1 - cpu0)) "$bytes")
             stop_server
-            line=$(grep -m1 'io_uring submissions' "$TMP/serve.err" || true)
-            subs=$(echo "$line" | sed -n 's/.*submissions [0-9]* (\([0-9.]*\) per MiB out).*/\1/p')
-            enters=$(echo "$line" | sed -n 's/.*io_uring_enter [0-9]* (\([0-9.]*\) per MiB).*/\1/p')
+            subs=$(serve_per_mib submissions || true)
+            enters=$(serve_per_mib io_uring_enter || true)
             echo "$out" | grep -q 'Non-2xx' && subs=nan enters=nan
             say "ring $set wrk 1m.bin c=16 run $run: $(awk -v b="$bytes" -v d="$DURATION" 'BEGIN {printf "%.1f", b / 1e6 / d}') MB/s, server cpu $cpugb s/GB, submissions ${subs:-nan}/MiB, io_uring_enter ${enters:-nan}/MiB ($(sed -n 's/^tlsflow-serve: io_uring set-up: //p' "$TMP/serve.err" | head -n 1))"
             add "ring $set" "1m subs/MiB" "${subs:-nan}"
@@ -420,10 +425,9 @@ ring_sets() {
             bytes=$(echo "$out" | json_field bytes)
             rps=$(echo "$out" | json_field mb_per_s)
             echo "$out" | grep -q '"errors":0,' || rps=nan bytes=0
-            cpugb=$(awk -v t=$((cpu1 - cpu0)) -v k="$TICK" -v b="${bytes:-0}" 'BEGIN {if (b > 0) printf "%.3f", t / k / (b / 1e9); else print "nan"}')
-            line=$(grep -m1 'io_uring submissions' "$TMP/serve.err" || true)
-            subs=$(echo "$line" | sed -n 's/.*submissions [0-9]* (\([0-9.]*\) per MiB out).*/\1/p')
-            enters=$(echo "$line" | sed -n 's/.*io_uring_enter [0-9]* (\([0-9.]*\) per MiB).*/\1/p')
+            cpugb=$(cpu_per_gb $((cpu1 - cpu0)) "${bytes:-0}")
+            subs=$(serve_per_mib submissions || true)
+            enters=$(serve_per_mib io_uring_enter || true)
             [ "$rps" = nan ] && subs=nan enters=nan
             say "ring $set echo 64k c=16 run $run: ${rps:-nan} MB/s, server cpu $cpugb s/GB, submissions ${subs:-nan}/MiB, io_uring_enter ${enters:-nan}/MiB"
             add "echo $set" "MB/s" "${rps:-nan}"

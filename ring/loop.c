@@ -433,14 +433,14 @@ const uint8_t *tf_ring_cqe_buf(const tlsflow_loop *loop, unsigned flags, unsigne
     return loop->br_bufs + (size_t)cqe_bid(loop, flags, i) * TF_BR_SIZE;
 }
 
-unsigned tf_ring_cqe_nbufs(int res)
+static unsigned cqe_nbufs(int res)
 {
     return res > TF_BR_SIZE ? ((unsigned)res + TF_BR_SIZE - 1) / TF_BR_SIZE : 1;
 }
 
 void tf_ring_recycle_cqe(tlsflow_loop *loop, unsigned flags, int res)
 {
-    unsigned n = tf_ring_cqe_nbufs(res), bids[TF_BUNDLE_MAX / TF_BR_SIZE];
+    unsigned n = cqe_nbufs(res), bids[TF_BUNDLE_MAX / TF_BR_SIZE];
 
     if (n > sizeof(bids) / sizeof(bids[0]))
         n = sizeof(bids) / sizeof(bids[0]);   /* never asked for more */

@@ -169,7 +169,6 @@ bool tf_ring_bufring(tlsflow_loop *loop);            /* the provided-buffer ring
  * flags, the others the ring's next entries).  The i-th of them; and all of
  * them given back to the ring (once, when their bytes are no longer read). */
 const uint8_t *tf_ring_cqe_buf(const tlsflow_loop *loop, unsigned flags, unsigned i);
-unsigned tf_ring_cqe_nbufs(int res);
 void tf_ring_recycle_cqe(tlsflow_loop *loop, unsigned flags, int res);
 int  tf_pool_acquire(tf_pool *pool, tf_buf *b);   /* memory for a buffer that has none */
 void tf_pool_release(tf_pool *pool, tf_buf *b);   /* an empty b gives its memory back */
